@@ -1,0 +1,9 @@
+module quietmx
+
+go 1.26.8
+
+require (
+	github.com/caarlos0/env/v11 v11.4.2 // indirect
+	github.com/rogpeppe/go-internal v1.16.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
+)

@@ -1,0 +1,185 @@
+package rules
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Snapshot and compiled-form paths beside a rule file. Whoever validates a
+// rule file (check --install, the renderer) writes them; the agent only reads
+// them, so it needs no write access to the directory.
+func LastValidPath(path string) string { return path + ".last-valid" }
+func CompiledPath(path string) string  { return path + ".compiled" }
+
+// ErrRulesInvalid means no usable rule file was found (nor a snapshot).
+var ErrRulesInvalid = errors.New("no usable rule file")
+
+// Loaded is the outcome of Load.
+type Loaded struct {
+	Set      *Set
+	Stale    bool   // the last valid snapshot was used
+	Reason   string // why the live file was not used (when Stale)
+	Compiled bool   // the compiled form was used
+	Findings Findings
+}
+
+// Load reads the rule file at path for delivery. It prefers the compiled
+// form when its content hash matches the file; it falls back to the last
+// valid snapshot when the file is missing, unreadable or invalid; and it
+// fails (ErrRulesInvalid) only when neither can be used.
+func Load(path string) (Loaded, error) {
+	set, findings, err := loadOne(path, path)
+	if err == nil {
+		return Loaded{Set: set.set, Compiled: set.compiled, Findings: findings}, nil
+	}
+	reason := err.Error()
+	snap := LastValidPath(path)
+	sset, _, serr := loadOne(snap, path)
+	if serr != nil {
+		if errors.Is(serr, os.ErrNotExist) {
+			return Loaded{Findings: findings}, fmt.Errorf("%w: %s (and no last-valid snapshot %s)", ErrRulesInvalid, reason, snap)
+		}
+		return Loaded{Findings: findings}, fmt.Errorf("%w: %s (and snapshot: %v)", ErrRulesInvalid, reason, serr)
+	}
+	return Loaded{Set: sset.set, Stale: true, Reason: reason, Compiled: sset.compiled, Findings: findings}, nil
+}
+
+type loadedSet struct {
+	set      *Set
+	compiled bool
+}
+
+// loadOne loads file, trying the compiled form kept beside live (which is
+// keyed on content, so it serves the snapshot too when they are equal).
+func loadOne(file, live string) (loadedSet, Findings, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return loadedSet{}, nil, err
+	}
+	sum := sha256.Sum256(data)
+	if set, err := readCompiled(CompiledPath(live), sum); err == nil {
+		set.File = file
+		return loadedSet{set, true}, nil, nil
+	}
+	set, findings := Parse(file, data)
+	if set == nil {
+		var msgs []string
+		for _, f := range findings.Errors() {
+			msgs = append(msgs, f.String())
+		}
+		return loadedSet{}, findings, fmt.Errorf("invalid rule file: %s", strings.Join(msgs, "; "))
+	}
+	return loadedSet{set, false}, findings, nil
+}
+
+var compiledMagic = []byte("quietmx-rules-v1\n")
+
+// Compile writes the compiled form of data (which must parse) beside path.
+func Compile(path string, data []byte) error {
+	set, findings := Parse(path, data)
+	if set == nil {
+		return fmt.Errorf("cannot compile: %w", findings.Err())
+	}
+	var buf bytes.Buffer
+	buf.Write(compiledMagic)
+	sum := sha256.Sum256(data)
+	buf.Write(sum[:])
+	if err := gob.NewEncoder(&buf).Encode(set); err != nil {
+		return fmt.Errorf("compile %s: %w", path, err)
+	}
+	return WriteFileAtomic(CompiledPath(path), buf.Bytes(), 0o644)
+}
+
+// readCompiled returns the compiled Set only when it was built from content
+// with this hash; a stale, truncated or corrupt file is an error.
+func readCompiled(path string, sum [32]byte) (*Set, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	rest, ok := bytes.CutPrefix(data, compiledMagic)
+	if !ok || len(rest) < len(sum) || !bytes.Equal(rest[:len(sum)], sum[:]) {
+		return nil, errors.New("compiled form is stale or not ours")
+	}
+	var set Set
+	if err := gob.NewDecoder(bytes.NewReader(rest[len(sum):])).Decode(&set); err != nil {
+		return nil, fmt.Errorf("compiled form: %w", err)
+	}
+	if set.Aliases == nil {
+		set.Aliases = map[string]*Entry{}
+	}
+	return &set, nil
+}
+
+// GobEncode stores a pattern as its source; GobDecode compiles it again.
+func (p *Pattern) GobEncode() ([]byte, error) { return []byte(p.Source), nil }
+
+func (p *Pattern) GobDecode(b []byte) error {
+	q, err := CompilePattern(string(b))
+	if err != nil {
+		return err
+	}
+	*p = *q
+	return nil
+}
+
+// Install validates data and, only if it has no errors, atomically replaces
+// the rule file at path and refreshes its last-valid snapshot and compiled
+// form. Deep checks (alias loops, routing tests) are the caller's (see
+// package check).
+func Install(path string, data []byte) error {
+	set, findings := Parse(path, data)
+	if set == nil || findings.HasErrors() {
+		return fmt.Errorf("not installed: %w", findings.Err())
+	}
+	if err := WriteFileAtomic(path, data, 0o644); err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(LastValidPath(path), data, 0o644); err != nil {
+		return err
+	}
+	return Compile(path, data)
+}
+
+// WriteFileAtomic replaces path with data: write a temp file in the same
+// directory, fsync, rename over path, fsync the directory. Readers see the
+// old file or the new one, never a half-written one.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,92 @@
+// Package rules reads AltPostLocal rule files: YAML bytes become an
+// immutable, compiled *Set (regexps compiled, actions typed) plus every
+// problem found, each with its line and column.
+//
+// Two kinds of error exist. A fatal error (YAML syntax, a top-level value of
+// the wrong type, a regexp that does not compile, an extension that can
+// match the empty string, an alias bomb) means the file cannot route
+// anything: Parse returns a nil Set and delivery defers or falls back to the
+// last valid rules. An error inside one action (unknown type, missing field,
+// relative path) leaves the Set usable: that action carries a Problem and
+// fails when it runs, so only mail routed to it is rescued. Both are errors
+// for `altpostlocal check`.
+//
+// DIAGNOSTICS
+// Every finding names FILE:LINE:COL and a path such as
+// aliases."foo@example.com"[1].type.
+//
+// SECURITY
+// YAML aliases are expanded with a budget, so an alias bomb ("billion
+// laughs") is refused in milliseconds instead of exhausting memory.
+package rules
+
+import (
+	"time"
+)
+
+// Action types, as in the original AltPostLocal.
+const (
+	TypeMaildir = "maildir"
+	TypePipe    = "pipe"
+	TypeForward = "forward"
+	TypeDump    = "dump"
+	TypeNothing = "nothing"
+	TypeDiscard = "discard"
+	TypeAlias   = "alias"
+)
+
+// MaxAliasHops caps how many alias actions one recipient may follow.
+const MaxAliasHops = 20
+
+// Set is a compiled rule file. It is never modified after Parse.
+type Set struct {
+	File          string
+	Extension     *Pattern // nil: no extension shortening
+	Rematch       []Rematch
+	Aliases       map[string]*Entry
+	Default       *Entry // nil: no default
+	Rescue        string // directory; "" when unset
+	RescueJSON    bool
+	DieQuietly    bool
+	ForwardSender string // envelope sender for forward actions; "" = agent default
+	Tests         []Test
+}
+
+// Rematch replaces a recipient that Pattern matches by Target.
+type Rematch struct {
+	Pattern *Pattern
+	Target  string
+	Pos     Pos
+}
+
+// Entry is the action list under one key of aliases (or default).
+type Entry struct {
+	Key     string
+	Actions []*Action // empty: do nothing on purpose
+	Pos     Pos
+}
+
+// Action is one delivery step. Fields not used by Type are zero.
+type Action struct {
+	Type      string        `json:"type"`
+	Value     string        `json:"value,omitempty"`     // maildir/dump directory, alias address
+	Addresses []string      `json:"addresses,omitempty"` // forward targets
+	Junk      bool          `json:"junk,omitempty"`
+	Cmd       string        `json:"cmd,omitempty"`
+	Args      []string      `json:"args,omitempty"`
+	Timeout   time.Duration `json:"timeout,omitempty"` // 0: none
+	OnError   *Action       `json:"onerror,omitempty"`
+	// Problem is set when the action cannot run (unknown type, missing
+	// field...). Running it fails with this message, which sends the
+	// message to onerror or rescue instead of losing it.
+	Problem string `json:"problem,omitempty"`
+	Pos     Pos    `json:"pos"`
+}
+
+// Test is one routing expectation from the top-level tests: list.
+type Test struct {
+	Address string
+	Sender  string
+	Expect  string // a key, or an action summary such as "maildir:/var/mail/x"
+	Pos     Pos
+}
