@@ -195,10 +195,10 @@ func (r *runner) recipient(rcpt string) (Record, error) {
 		delivered, err := r.runPlanned(pl, d, &rec.Actions)
 		if err != nil {
 			for _, rest := range plan.Actions[i+1:] {
-				rec.Actions = append(rec.Actions, ActionLog{Action: Describe(rest.Action), Result: "skipped"})
+				rec.Actions = append(rec.Actions, ActionLog{Action: rest.Action.Summary(), Result: "skipped"})
 			}
 			rec.Error = err.Error()
-			return rec, fmt.Errorf("action %d (%s): %w", i+1, Describe(pl.Action), err)
+			return rec, fmt.Errorf("action %d (%s): %w", i+1, pl.Action.Summary(), err)
 		}
 		if delivered {
 			rec.Outcome = Delivered
@@ -211,7 +211,7 @@ func (r *runner) recipient(rcpt string) (Record, error) {
 // reports whether the message was kept somewhere (not only dropped).
 func (r *runner) runPlanned(pl route.Planned, d *action.Delivery, logs *[]ActionLog) (bool, error) {
 	_, err := action.Run(r.ctx, pl.Action, d)
-	desc := Describe(pl.Action)
+	desc := pl.Action.Summary()
 	if err == nil {
 		*logs = append(*logs, ActionLog{Action: desc, Result: "ok"})
 		return keeps(pl.Action), nil
@@ -279,22 +279,4 @@ func (r *runner) rescue(failure error, rcpt string) (Outcome, string) {
 		return Dropped, fmt.Sprintf("LOST (die_quietly): rescue failed: %v", err)
 	}
 	return Deferred, fmt.Sprintf("deferred: rescue failed: %v", err)
-}
-
-// Describe summarizes an action for logs and explain, e.g.
-// "maildir:/var/mail/a/Maildir", "pipe:/usr/bin/filter", "forward:a@b,c@d".
-func Describe(a *rules.Action) string {
-	switch {
-	case a.Problem != "":
-		return "invalid(" + a.Type + ")"
-	case a.Type == rules.TypeMaildir && a.Junk:
-		return "maildir:" + a.Value + " (junk)"
-	case a.Type == rules.TypeMaildir, a.Type == rules.TypeDump, a.Type == rules.TypeAlias:
-		return a.Type + ":" + a.Value
-	case a.Type == rules.TypePipe:
-		return "pipe:" + a.Cmd
-	case a.Type == rules.TypeForward:
-		return "forward:" + strings.Join(a.Addresses, ",")
-	}
-	return a.Type
 }

@@ -158,6 +158,13 @@ func Shortenings(ext *rules.Pattern, user string) func(yield func(string) bool) 
 	}
 }
 
+// ExpandEntry expands the actions of one entry as delivery would after
+// matching key, following aliases. It is how check finds alias loops.
+func ExpandEntry(set *rules.Set, key string, e *rules.Entry) ([]Planned, error) {
+	x := expander{set: set}
+	return x.expand(e.Actions, []string{key}, nil)
+}
+
 type expander struct {
 	set  *rules.Set
 	hops int

@@ -21,6 +21,7 @@
 package rules
 
 import (
+	"strings"
 	"time"
 )
 
@@ -89,4 +90,23 @@ type Test struct {
 	Sender  string
 	Expect  string // a key, or an action summary such as "maildir:/var/mail/x"
 	Pos     Pos
+}
+
+// Summary describes the action in one word-ish token, as logs, explain and
+// routing tests show it: "maildir:/var/mail/a/Maildir", "maildir:/x (junk)",
+// "pipe:/usr/bin/filter", "forward:a@b,c@d", "discard".
+func (a *Action) Summary() string {
+	switch {
+	case a.Problem != "":
+		return "invalid(" + a.Type + ")"
+	case a.Type == TypeMaildir && a.Junk:
+		return "maildir:" + a.Value + " (junk)"
+	case a.Type == TypeMaildir, a.Type == TypeDump, a.Type == TypeAlias:
+		return a.Type + ":" + a.Value
+	case a.Type == TypePipe:
+		return "pipe:" + a.Cmd
+	case a.Type == TypeForward:
+		return "forward:" + strings.Join(a.Addresses, ",")
+	}
+	return a.Type
 }

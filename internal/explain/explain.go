@@ -1,0 +1,180 @@
+// Package explain answers "why did this message go there?": for an address
+// it shows every lookup route.Resolve tried, the key that matched, the
+// expanded actions with ${sender}/${recipient} filled in, and where a
+// failure of each action would go. It has no side effects and uses the same
+// router as delivery, so it cannot disagree with what delivery does.
+package explain
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"quietmx/internal/action"
+	"quietmx/internal/route"
+	"quietmx/internal/rules"
+)
+
+// Report is the explanation of one address (the --json form).
+type Report struct {
+	Address   string       `json:"address"`
+	Sender    string       `json:"sender"`
+	Recipient string       `json:"recipient"` // after rematch: ${recipient}
+	Steps     []route.Step `json:"steps"`
+	Key       string       `json:"key"`
+	Actions   []Step       `json:"actions"`
+	Error     string       `json:"error,omitempty"`
+	OnError   string       `json:"on_routing_error,omitempty"`
+	Stale     string       `json:"rules_stale,omitempty"`
+}
+
+// Step is one action as it would run.
+type Step struct {
+	Summary   string   `json:"summary"`
+	Type      string   `json:"type"`
+	Argv      []string `json:"argv,omitempty"` // pipe and forward: the exact command line
+	Timeout   string   `json:"timeout,omitempty"`
+	Via       []string `json:"via,omitempty"`
+	Problem   string   `json:"problem,omitempty"`
+	OnError   []Step   `json:"onerror,omitempty"`
+	OnFailure string   `json:"on_failure"` // where a failure goes when onerror does not help
+}
+
+// Explain routes each address and builds its report.
+func Explain(set *rules.Set, sender string, addresses []string, sendmail, forwardSender string) []Report {
+	var out []Report
+	for _, addr := range addresses {
+		plan := route.Resolve(set, addr)
+		r := Report{Address: addr, Sender: sender, Recipient: plan.Rewritten, Steps: plan.Steps, Key: plan.Key}
+		d := &action.Delivery{Sender: sender, Recipient: plan.Rewritten, Sendmail: sendmail, ForwardSender: forwardSender}
+		fallback := rescueText(set)
+		for _, pl := range plan.Actions {
+			r.Actions = append(r.Actions, step(pl, d, fallback))
+		}
+		if plan.Err != nil {
+			r.Error = plan.Err.Error()
+			r.OnError = fallback
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func rescueText(set *rules.Set) string {
+	switch {
+	case set.Rescue != "" && set.RescueJSON:
+		return "rescue as a JSON dump in " + set.Rescue
+	case set.Rescue != "":
+		return "rescue as a raw message in " + set.Rescue
+	case set.DieQuietly:
+		return "LOST: no rescue and die_quietly is set (exit 0)"
+	}
+	return "defer: no rescue, Postfix keeps the message and retries (exit 75)"
+}
+
+func step(pl route.Planned, d *action.Delivery, fallback string) Step {
+	a := pl.Action
+	s := Step{Summary: a.Summary(), Type: a.Type, Via: pl.Via, Problem: a.Problem, OnFailure: fallback}
+	switch a.Type {
+	case rules.TypePipe:
+		s.Argv = []string{a.Cmd}
+		for _, arg := range a.Args {
+			s.Argv = append(s.Argv, action.Expand(arg, d))
+		}
+		if a.Timeout > 0 {
+			s.Timeout = a.Timeout.String()
+		}
+	case rules.TypeForward:
+		s.Argv = append([]string{d.Sendmail, "-i", "-f", d.ForwardSender, "--"}, a.Addresses...)
+	}
+	if len(pl.OnError) > 0 {
+		for _, oe := range pl.OnError {
+			s.OnError = append(s.OnError, step(oe, d, fallback))
+		}
+		s.OnFailure = "onerror (then the next action); if onerror fails too: " + fallback
+	}
+	return s
+}
+
+// JSON writes the reports as a JSON array.
+func JSON(w io.Writer, reports []Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(reports)
+}
+
+// Text writes the reports for people.
+func Text(w io.Writer, reports []Report) error {
+	var b strings.Builder
+	for i, r := range reports {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "%s (sender <%s>)\n", r.Address, r.Sender)
+		if r.Stale != "" {
+			fmt.Fprintf(&b, "  WARNING: the rule file is not usable, so delivery uses the last valid snapshot: %s\n", r.Stale)
+		}
+		b.WriteString("  lookups:\n")
+		for _, st := range r.Steps {
+			mark := "-"
+			if st.Found {
+				mark = "HIT"
+			}
+			switch st.Kind {
+			case "rematch":
+				fmt.Fprintf(&b, "    %-4s rematch /%s/ (%s)\n", mark, st.Key, st.Why)
+			default:
+				fmt.Fprintf(&b, "    %-4s %-40s %s\n", mark, strconv.Quote(st.Key), st.Why)
+			}
+		}
+		if r.Recipient != r.Address {
+			fmt.Fprintf(&b, "  rewritten by rematch to: %s (this is ${recipient})\n", r.Recipient)
+		}
+		if r.Key != "" {
+			fmt.Fprintf(&b, "  matched: %s\n", r.Key)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(&b, "  ERROR: %s\n  then: %s\n", r.Error, r.OnError)
+		}
+		if len(r.Actions) == 0 && r.Error == "" {
+			b.WriteString("  actions: none (dropped on purpose, logged)\n")
+		}
+		if len(r.Actions) > 0 {
+			b.WriteString("  actions, in order:\n")
+			for j, s := range r.Actions {
+				writeStep(&b, fmt.Sprintf("%d.", j+1), s, "    ")
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeStep(b *strings.Builder, n string, s Step, indent string) {
+	fmt.Fprintf(b, "%s%s %s", indent, n, s.Summary)
+	if len(s.Via) > 0 {
+		fmt.Fprintf(b, "  (via alias %s)", strings.Join(s.Via, " → "))
+	}
+	b.WriteString("\n")
+	if s.Problem != "" {
+		fmt.Fprintf(b, "%s   INVALID: %s\n", indent, s.Problem)
+	}
+	if len(s.Argv) > 0 {
+		q := make([]string, len(s.Argv))
+		for i, a := range s.Argv {
+			q[i] = strconv.Quote(a)
+		}
+		fmt.Fprintf(b, "%s   runs: %s", indent, strings.Join(q, " "))
+		if s.Timeout != "" {
+			fmt.Fprintf(b, " (timeout %s)", s.Timeout)
+		}
+		b.WriteString("\n")
+	}
+	for _, oe := range s.OnError {
+		writeStep(b, "onerror:", oe, indent+"   ")
+	}
+	fmt.Fprintf(b, "%s   on failure: %s\n", indent, s.OnFailure)
+}
