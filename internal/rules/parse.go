@@ -330,10 +330,10 @@ func (p *parser) fatalYAML(err error) {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
 	p.fatal = true
-	f := Finding{File: p.file, Severity: Error, Msg: "YAML syntax: " + msg}
-	if line > 0 {
-		f.Line, f.Col = line, 1
+	if line == 0 {
+		line = 1 // yaml.v3 gives no line for encoding errors
 	}
+	f := Finding{File: p.file, Severity: Error, Msg: "YAML syntax: " + msg, Pos: Pos{Line: line, Col: 1}}
 	p.findings = append(p.findings, f)
 }
 
