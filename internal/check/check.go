@@ -30,11 +30,10 @@ func File(path string) (*rules.Set, rules.Findings) {
 // file cannot route at all.
 func Rules(file string, data []byte) (*rules.Set, rules.Findings) {
 	set, fs := rules.Parse(file, data)
-	if set == nil {
-		return nil, fs
+	if set != nil {
+		fs = append(fs, Validate(set)...)
+		fs = append(fs, RunTests(set)...)
 	}
-	fs = append(fs, Validate(set)...)
-	fs = append(fs, RunTests(set)...)
 	slices.SortStableFunc(fs, func(a, b rules.Finding) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
 	})

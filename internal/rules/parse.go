@@ -324,6 +324,10 @@ func (p *parser) fatalYAML(err error) {
 			if n, err := strconv.Atoi(rest[:i]); err == nil {
 				line = n
 				msg = strings.TrimSpace(rest[i+1:])
+				// yaml.v3 counts parser (not scanner) error lines from 0.
+				if strings.HasPrefix(msg, "did not find expected") || strings.HasPrefix(msg, "found ") && strings.Contains(msg, "tag") {
+					line++
+				}
 			}
 		}
 	} else {

@@ -153,8 +153,8 @@ func TestFatal(t *testing.T) {
 		line      int
 		msg       string
 	}{
-		{"syntax", "aliases:\n  a: [\n", 2, "YAML syntax"},
-		{"truncated", "aliases:\n  a: {type: maildir, value: /m\n", 0, "YAML syntax"},
+		{"syntax", "aliases:\n  a: [\n", 3, "YAML syntax"},
+		{"truncated", "aliases:\n  a: {type: maildir, value: /m\n", 2, "YAML syntax"},
 		{"root list", "- a\n- b\n", 1, "must be a mapping"},
 		{"aliases list", "aliases: [a, b]\n", 1, "aliases: want a mapping"},
 		{"rematch list", "rematch: [a]\n", 1, "rematch: want a mapping"},
