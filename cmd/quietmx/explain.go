@@ -1,0 +1,71 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"quietmx/internal/explain"
+	"quietmx/internal/render"
+	"quietmx/internal/rules"
+)
+
+// quietmx explain: how the rules route each address, with no side effects.
+// By default it explains the live rule file, loaded the way delivery loads
+// it (a broken file falls back to its last valid snapshot, and says so);
+// --spec explains the spec's rules before they are rendered.
+func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("quietmx explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	specPath := fs.String("spec", "", "explain this spec's rules (not yet rendered) instead of the live rule file")
+	config := fs.String("c", filepath.Join(render.DefaultLive, render.RulesFile), "the rule file")
+	sender := fs.String("f", "", "envelope sender to show in ${sender}")
+	asJSON := fs.Bool("json", false, "print JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: quietmx explain [--spec FILE | -c RULES] [-f SENDER] [--json] ADDRESS...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	var set *rules.Set
+	stale := ""
+	if *specPath != "" {
+		s := loadSpec(*specPath, stderr)
+		if s == nil {
+			return 1
+		}
+		set = s.Rules.Set
+	} else {
+		loaded, err := rules.Load(*config)
+		if err != nil {
+			fmt.Fprintf(stderr, "quietmx explain: %v\n", err)
+			return 1
+		}
+		set, stale = loaded.Set, loaded.Reason
+	}
+	fwd := set.ForwardSender
+	if fwd == "" {
+		fwd = "postmaster@<recipient domain>"
+	}
+	reports := explain.Explain(set, *sender, fs.Args(), "/usr/sbin/sendmail", fwd)
+	for i := range reports {
+		reports[i].Stale = stale
+	}
+	var err error
+	if *asJSON {
+		err = explain.JSON(stdout, reports)
+	} else {
+		err = explain.Text(stdout, reports)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "quietmx explain: %v\n", err)
+		return 1
+	}
+	return 0
+}

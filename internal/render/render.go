@@ -1,0 +1,352 @@
+// Package render writes every file the appliance runs on (Postfix main.cf
+// and master.cf, Dovecot's configuration and passwd-file, the agent's rule
+// file with its snapshot and compiled form, certbot's cli.ini and deploy
+// hook) from a validated *spec.Spec, into a fresh directory. Swap then
+// makes that directory live in one rename, and Diff says which services
+// must reload.
+//
+// The tree, as seen through the live symlink (DefaultLive):
+//
+//	postfix/main.cf, postfix/master.cf     postfix -c LIVE/postfix
+//	postfix/sasl_passwd                    only with outbound SMTP AUTH (0600)
+//	dovecot/dovecot.conf, dovecot/passwd   doveconf -c LIVE/dovecot/dovecot.conf
+//	altpostlocal/altpostlocal.yaml         with .last-valid and .compiled
+//	certbot/cli.ini, certbot/deploy-hook   only in certbot mode
+//
+// Files refer to each other through the live path, never through the
+// versioned directory, so a swap changes what every reader sees at once
+// and a reload picks up the rest.
+//
+// DIAGNOSTICS
+// Render returns an error naming the file it could not write or the check
+// that failed; it never leaves a partly written tree that Swap would
+// accept (the tree is complete only when Render returns nil).
+//
+// SECURITY
+// Mailbox passwords from password files are hashed here ({ARGON2ID}); no
+// plaintext mailbox password is written anywhere. The smarthost password
+// must be plaintext for Postfix's SMTP client: it lands only in
+// postfix/sasl_passwd, mode 0600, read by Postfix as root.
+package render
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"quietmx/internal/passwd"
+	"quietmx/internal/rules"
+	"quietmx/internal/spec"
+)
+
+// Defaults for Options.
+const (
+	DefaultLive  = "/etc/quietmx/live"
+	DefaultAgent = "/usr/local/bin/altpostlocal"
+	// The agent's own deadline, and Postfix's limit above it: Postfix
+	// bounces when its limit fires, the agent defers when its own does.
+	AgentDeadline  = "300s"
+	AgentTimeLimit = "600s"
+	// VmailUser is the account Postfix runs the agent as. pipe(8) takes a
+	// name, so the image must create it with the spec's uid and gid.
+	VmailUser = "vmail"
+	// PasswdGroup may read dovecot/passwd (Dovecot's auth process runs as
+	// this user's group).
+	PasswdGroup = "dovecot"
+)
+
+// Relative paths of the rendered files.
+const (
+	MainCF      = "postfix/main.cf"
+	MasterCF    = "postfix/master.cf"
+	SASLPasswd  = "postfix/sasl_passwd"
+	DovecotConf = "dovecot/dovecot.conf"
+	PasswdFile  = "dovecot/passwd"
+	RulesFile   = "altpostlocal/altpostlocal.yaml"
+	CertbotINI  = "certbot/cli.ini"
+	DeployHook  = "certbot/deploy-hook"
+)
+
+// Options adjust Render. The zero value renders for the image's layout.
+type Options struct {
+	Live     string    // the live symlink the files will be read through; DefaultLive when ""
+	Agent    string    // the agent binary; DefaultAgent when ""
+	Previous string    // a tree rendered before (usually Live): password hashes still matching are kept
+	Rand     io.Reader // salt source for new hashes; crypto/rand when nil
+	// Params are the argon2id costs of new hashes; zero means
+	// passwd.DefaultParams (doveadm's). Tests use cheaper ones.
+	Params passwd.Params
+}
+
+//go:embed templates/*.tmpl
+var templateFS embed.FS
+
+var templates = template.Must(template.New("").Option("missingkey=error").ParseFS(templateFS, "templates/*.tmpl"))
+
+// Render writes the whole tree for s into outDir, which must not exist or
+// be empty, then checks the rule file it installed loads. It returns nil
+// only when every file is written and synced.
+func Render(s *spec.Spec, outDir string) error {
+	return RenderWith(s, outDir, Options{})
+}
+
+// RenderWith is Render with options.
+func RenderWith(s *spec.Spec, outDir string, o Options) error {
+	if err := checkFresh(outDir); err != nil {
+		return err
+	}
+	files, err := Files(s, o)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := writeFile(outDir, f); err != nil {
+			return err
+		}
+	}
+	// The rule file, its last-valid snapshot and compiled form, written and
+	// validated the way the agent's own install does.
+	rf := filepath.Join(outDir, RulesFile)
+	if err := os.MkdirAll(filepath.Dir(rf), 0o755); err != nil {
+		return err
+	}
+	if err := rules.Install(rf, s.Rules.Data); err != nil {
+		return fmt.Errorf("render %s: %w", RulesFile, err)
+	}
+	if loaded, err := rules.Load(rf); err != nil || loaded.Stale || !loaded.Compiled {
+		return fmt.Errorf("render %s: the installed rule file does not load cleanly (err %v, stale %v, compiled %v)", RulesFile, err, loaded.Stale, loaded.Compiled)
+	}
+	return syncTree(outDir)
+}
+
+// File is one rendered file.
+type File struct {
+	Path  string // relative to the tree
+	Data  []byte
+	Mode  os.FileMode
+	Group string // group owner when running as root ("" = root's)
+}
+
+// Files renders every file but the rule file (whose bytes are
+// s.Rules.Data) in memory, in a fixed order. It reads password files.
+func Files(s *spec.Spec, o Options) ([]File, error) {
+	if o.Live == "" {
+		o.Live = DefaultLive
+	}
+	if o.Agent == "" {
+		o.Agent = DefaultAgent
+	}
+	d := newData(s, o)
+	var files []File
+	var errs []error
+	tmpl := func(rel, name string, mode os.FileMode) {
+		var b bytes.Buffer
+		if err := templates.ExecuteTemplate(&b, name, d); err != nil {
+			errs = append(errs, fmt.Errorf("render %s: %w", rel, err))
+			return
+		}
+		files = append(files, File{Path: rel, Data: b.Bytes(), Mode: mode})
+	}
+	tmpl(MainCF, "main.cf.tmpl", 0o644)
+	tmpl(MasterCF, "master.cf.tmpl", 0o644)
+	if s.Outbound != nil && s.Outbound.Username != "" {
+		data, err := saslPasswd(s.Outbound)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		files = append(files, File{Path: SASLPasswd, Data: data, Mode: 0o600})
+	}
+	tmpl(DovecotConf, "dovecot.conf.tmpl", 0o644)
+	pw, err := passwdFile(s, o)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	files = append(files, File{Path: PasswdFile, Data: pw, Mode: 0o640, Group: PasswdGroup})
+	if s.TLS.Mode == spec.TLSCertbot {
+		tmpl(CertbotINI, "cli.ini.tmpl", 0o644)
+		tmpl(DeployHook, "deploy-hook.tmpl", 0o755)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return files, nil
+}
+
+// data is what the templates see.
+type data struct {
+	Spec          *spec.Spec
+	Source        string // the spec, for the "rendered from" header
+	Mydestination string
+	Mynetworks    string
+	User          string
+	Agent         string
+	Deadline      string
+	TimeLimit     string
+	PostfixDir    string
+	DovecotConf   string
+	PasswdFile    string
+	RulesFile     string
+	SASLFile      string
+	CertbotINI    string
+	CertbotDir    string
+	DeployHook    string
+}
+
+func newData(s *spec.Spec, o Options) *data {
+	source := "the environment"
+	if s.File != "" {
+		source = filepath.Base(s.File) + " and the environment"
+	}
+	dest := append(append([]string{}, s.Domains...), "$myhostname", "localhost")
+	networks := "127.0.0.0/8"
+	if s.IPv6 {
+		networks += " [::1]/128"
+	}
+	live := func(rel string) string { return path.Join(o.Live, rel) }
+	return &data{
+		Spec:          s,
+		Source:        source,
+		Mydestination: strings.Join(dest, ", "),
+		Mynetworks:    networks,
+		User:          VmailUser,
+		Agent:         o.Agent,
+		Deadline:      AgentDeadline,
+		TimeLimit:     AgentTimeLimit,
+		PostfixDir:    live("postfix"),
+		DovecotConf:   live(DovecotConf),
+		PasswdFile:    live(PasswdFile),
+		RulesFile:     live(RulesFile),
+		SASLFile:      live(SASLPasswd),
+		CertbotINI:    live(CertbotINI),
+		CertbotDir:    spec.CertbotDir,
+		DeployHook:    live(DeployHook),
+	}
+}
+
+// passwdFile renders Dovecot's passwd-file:
+//
+//	login:{SCHEME}hash:uid:gid::home::userdb_mail=maildir:PATH
+//
+// A password_file is hashed now; with o.Previous, the hash already there
+// is kept when the password still matches, so an unchanged password does
+// not change the file (nor make Dovecot reload).
+func passwdFile(s *spec.Spec, o Options) ([]byte, error) {
+	previous := map[string]string{}
+	if o.Previous != "" {
+		if old, err := os.ReadFile(filepath.Join(o.Previous, PasswdFile)); err == nil {
+			for _, line := range strings.Split(string(old), "\n") {
+				f := strings.SplitN(line, ":", 3)
+				if len(f) == 3 && !strings.HasPrefix(line, "#") {
+					previous[f[0]] = f[1]
+				}
+			}
+		}
+	}
+	var b bytes.Buffer
+	b.WriteString("# Dovecot passwd-file. Rendered by quietmx: do not edit.\n")
+	for _, m := range s.Mailboxes {
+		hash := m.PasswordHash
+		if m.PasswordFile != "" {
+			raw, err := os.ReadFile(m.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("mailbox %s: %w", m.Login, err)
+			}
+			pw, err := passwd.ReadSecret(raw)
+			if err != nil {
+				return nil, fmt.Errorf("mailbox %s: %s: %w", m.Login, m.PasswordFile, err)
+			}
+			if old, ok := previous[m.Login]; ok {
+				if same, err := passwd.Verify(old, pw); err == nil && same {
+					hash = old
+				}
+			}
+			if hash == "" {
+				if hash, err = passwd.HashWith(pw, o.Rand, o.Params); err != nil {
+					return nil, fmt.Errorf("mailbox %s: %w", m.Login, err)
+				}
+			}
+			clear(pw)
+		}
+		fmt.Fprintf(&b, "%s:%s:%d:%d::%s::userdb_mail=maildir:%s\n",
+			m.Login, hash, s.Vmail.UID, s.Vmail.GID, m.Home(), m.Maildir)
+	}
+	return b.Bytes(), nil
+}
+
+// saslPasswd renders the smarthost credentials in Postfix's texthash
+// format: "relayhost user:password". The key must be the relayhost exactly
+// as main.cf spells it.
+func saslPasswd(o *spec.Outbound) ([]byte, error) {
+	raw, err := os.ReadFile(o.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: %w", err)
+	}
+	pw, err := passwd.ReadSecret(raw)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: %s: %w", o.PasswordFile, err)
+	}
+	return []byte(fmt.Sprintf("# Rendered by quietmx: do not edit.\n%s %s:%s\n", o.Relayhost, o.Username, pw)), nil
+}
+
+// checkFresh makes sure dir does not exist or is an empty directory.
+func checkFresh(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		return fmt.Errorf("render: %s is not empty: render into a fresh directory, then Swap", dir)
+	}
+	return nil
+}
+
+func writeFile(root string, f File) error {
+	p := filepath.Join(root, f.Path)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := rules.WriteFileAtomic(p, f.Data, f.Mode); err != nil {
+		return fmt.Errorf("render %s: %w", f.Path, err)
+	}
+	if f.Group != "" && os.Geteuid() == 0 {
+		g, err := user.LookupGroup(f.Group)
+		if err != nil {
+			return fmt.Errorf("render %s: group %s: %w (the image must have it)", f.Path, f.Group, err)
+		}
+		gid, _ := strconv.Atoi(g.Gid)
+		if err := os.Chown(p, 0, gid); err != nil {
+			return fmt.Errorf("render %s: %w", f.Path, err)
+		}
+	}
+	return nil
+}
+
+// syncTree fsyncs every directory of the tree, so that after a crash the
+// tree Swap made live is complete.
+func syncTree(root string) error {
+	return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
+	})
+}

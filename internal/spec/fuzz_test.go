@@ -1,0 +1,53 @@
+package spec
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+// FuzzLoad: Load never panics, and every problem it reports names the
+// spec file (with a line when it came from a YAML node) or a variable.
+func FuzzLoad(f *testing.F) {
+	for _, p := range []string{
+		"../../appliance/quietmx.yaml",
+		"../../appliance/examples/single-domain.yaml",
+		"../../appliance/examples/many-domains.yaml",
+		"../../appliance/examples/certbot.yaml",
+	} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(head + "rules:\n  x: &a [*a]\n"))
+	f.Add([]byte("a: &a [*a, *a]\nb: *a\n<<: *a\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if strings.Contains(string(data), "/dev/") {
+			t.Skip("rules_file or password_file naming a device could block")
+		}
+		s, err := Load("quietmx.yaml", data, map[string]string{})
+		if err == nil {
+			if s == nil || s.Rules.Set == nil || len(s.Domains) == 0 || s.Hostname == "" {
+				t.Fatalf("Load succeeded with an incomplete Spec: %+v", s)
+			}
+			return
+		}
+		var joined interface{ Unwrap() []error }
+		errs := []error{err}
+		if errors.As(err, &joined) {
+			errs = joined.Unwrap()
+		}
+		for _, e := range errs {
+			var p *Problem
+			if !errors.As(e, &p) {
+				continue // a rules_file finding from package check
+			}
+			if p.Env == "" && p.File != "quietmx.yaml" {
+				t.Errorf("problem without a place: %q", e)
+			}
+		}
+	})
+}

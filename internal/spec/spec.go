@@ -1,0 +1,135 @@
+// Package spec reads the appliance spec: one YAML file (quietmx.yaml) plus
+// QUIETMX_* environment variables that override it, validated as a whole
+// into an immutable *Spec from which package render writes every Postfix,
+// Dovecot, agent and certbot file.
+//
+// Loading has three phases, like the rule file's: parse (YAML nodes, keys
+// checked by hand so that unknown keys are named), override (environment
+// variables through github.com/caarlos0/env/v11), validate (every field,
+// the inline rules through package check, the password and secret files).
+// Load returns either a complete Spec or every problem found; it never
+// writes anything.
+//
+// DIAGNOSTICS
+// Each problem is one line naming where the value came from:
+//
+//	quietmx.yaml:12:5: domains[1]: "exa mple.com" is not a valid domain name
+//	QUIETMX_DOMAINS: "exa mple.com" is not a valid domain name
+//
+// and Load joins them all with errors.Join. Warnings (unknown QUIETMX_
+// variables, rule-file warnings, paths outside the mail volume) are kept in
+// Spec.Warnings.
+//
+// SECURITY
+// A plaintext password is never accepted in the spec: only a hash in a
+// strong Dovecot scheme, or a password_file (a secret) that the renderer
+// hashes. Load reads secret files only to check them and keeps no
+// plaintext in the Spec.
+package spec
+
+import (
+	"path"
+	"strings"
+
+	"quietmx/internal/rules"
+)
+
+// Paths inside the container. The mail volume holds every Maildir; the
+// state volume holds certificates.
+const (
+	MailRoot      = "/var/mail"              // the mail volume
+	VmailRoot     = "/var/mail/vmail"        // default Maildirs live below
+	DefaultRescue = "/var/mail/vmail/rescue" // rescue directory of generated rules
+	StateDir      = "/var/lib/quietmx"       // the state volume
+	// The certificate Postfix and Dovecot read in self-signed and certbot
+	// mode: generated at first start, replaced by certbot's deploy hook.
+	DefaultCert = StateDir + "/tls/cert.pem"
+	DefaultKey  = StateDir + "/tls/key.pem"
+	// CertbotDir is certbot's config-dir (accounts, lineages, renewal).
+	CertbotDir = StateDir + "/letsencrypt"
+)
+
+// Defaults.
+const (
+	DefaultMessageSize = 50 << 20 // bytes
+	DefaultRecipients  = 100      // RFC 5321 4.5.3.1.8: at least 100
+	DefaultVmailID     = 5000
+)
+
+// TLS modes.
+const (
+	TLSSelfSigned = "self-signed"
+	TLSCertbot    = "certbot"
+	TLSFiles      = "files"
+)
+
+// Spec is a validated appliance spec. It is not modified after Load.
+type Spec struct {
+	File      string   // the spec file as named in messages; "" when only the environment was read
+	Hostname  string   // the MX host name (myhostname), lower case
+	Domains   []string // receiving domains, lower case; Domains[0] is mydomain
+	IPv6      bool     // listen on IPv6 too (inet_protocols = all)
+	TLS       TLS
+	Mailboxes []Mailbox
+	Rules     Rules
+	Limits    Limits
+	Vmail     Vmail
+	Outbound  *Outbound // nil: forwards go direct
+	Warnings  []string  // one line each, as problems are formatted
+}
+
+// TLS says where the certificate comes from.
+type TLS struct {
+	Mode    string // TLSSelfSigned, TLSCertbot or TLSFiles
+	Email   string // certbot: account e-mail
+	Staging bool   // certbot: Let's Encrypt staging CA
+	Server  string // certbot: ACME directory URL of another CA ("" = Let's Encrypt)
+	Cert    string // files: certificate chain (PEM); otherwise DefaultCert
+	Key     string // files: private key (PEM); otherwise DefaultKey
+}
+
+// Mailbox is one IMAP user.
+type Mailbox struct {
+	Login        string // lower case; the IMAP user name
+	PasswordHash string // a Dovecot {SCHEME} hash, or ""
+	PasswordFile string // absolute path of a secret holding the password, or ""
+	Maildir      string // absolute, below MailRoot
+}
+
+// Home is the user's Dovecot home: the directory holding the Maildir.
+func (m Mailbox) Home() string { return path.Dir(m.Maildir) }
+
+// LocalPart returns the login's part before the last "@", or the login.
+func (m Mailbox) LocalPart() string {
+	if i := strings.LastIndexByte(m.Login, '@'); i >= 0 {
+		return m.Login[:i]
+	}
+	return m.Login
+}
+
+// Rules is the agent's rule file, already validated by package check.
+type Rules struct {
+	Origin    string     // where it came from: "quietmx.yaml:30", a rules_file path, or "generated"
+	Data      []byte     // the rule file to install, verbatim (comments kept)
+	Set       *rules.Set // the compiled form of Data
+	Generated bool       // the spec had no rules: every address goes to the first mailbox
+}
+
+// Limits are Postfix's.
+type Limits struct {
+	MessageSize          int64 // message_size_limit, bytes
+	RecipientsPerMessage int   // smtpd_recipient_limit
+}
+
+// Vmail is the owner of every Maildir (Postfix runs the agent as the user
+// named vmail; Dovecot uses the numbers).
+type Vmail struct {
+	UID, GID int
+}
+
+// Outbound is the smarthost forward actions leave through.
+type Outbound struct {
+	Relayhost    string // Postfix relayhost syntax: [host]:port
+	Username     string // SASL user; "" = no authentication
+	PasswordFile string // absolute path of the secret holding the SASL password
+}
