@@ -184,4 +184,3 @@ func logResult(log *slog.Logger, res delivery.Result, took time.Duration) {
 		log.Error("delivery", "outcome", res.Outcome.String(), "exit", delivery.ExitCode(res.Outcome), "error", res.Err.Error())
 	}
 }
-

@@ -94,14 +94,17 @@ func Expand(arg string, d *Delivery) string {
 // outputLimit caps how much of a command's output is kept for the log.
 const outputLimit = 2048
 
-type capped struct{ bytes.Buffer }
+// capped keeps the buffer in a named field: embedding bytes.Buffer would
+// promote its ReadFrom, which io.Copy (used by os/exec) prefers to Write,
+// bypassing the cap.
+type capped struct{ buf bytes.Buffer }
 
 func (c *capped) Write(p []byte) (int, error) {
-	if room := outputLimit - c.Len(); room > 0 {
+	if room := outputLimit - c.buf.Len(); room > 0 {
 		if len(p) > room {
-			c.Buffer.Write(p[:room])
+			c.buf.Write(p[:room])
 		} else {
-			c.Buffer.Write(p)
+			c.buf.Write(p)
 		}
 	}
 	return len(p), nil
@@ -136,7 +139,7 @@ func command(ctx context.Context, timeout time.Duration, name string, args []str
 		// Whatever happened, leave no stray members of the group behind.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	text := strings.TrimSpace(out.String())
+	text := strings.TrimSpace(out.buf.String())
 	switch {
 	case err == nil, errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success():
 		return text, nil

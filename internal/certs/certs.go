@@ -157,5 +157,3 @@ func writeAtomic(path string, data []byte, perm os.FileMode) error {
 func DaysLeft(info Info, now time.Time) int {
 	return int(info.NotAfter.Sub(now) / (24 * time.Hour))
 }
-
-

@@ -32,6 +32,23 @@ type wire struct {
 	Recipient  *string         `json:"recipient,omitempty"`
 	Mail       *string         `json:"mail,omitempty"`
 	MailBase64 *string         `json:"mail_base64,omitempty"`
+	// Envelope addresses that are not valid UTF-8 (8-bit local parts do
+	// occur) cannot be JSON strings without loss either: their exact bytes
+	// go here, and the plain fields hold a lossy copy for people.
+	EnvelopeBase64 *envelopeB64 `json:"envelope_base64,omitempty"`
+}
+
+type envelopeB64 struct {
+	Sender     string   `json:"sender"`
+	Recipients []string `json:"recipients"`
+	Recipient  string   `json:"recipient"`
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func unb64(s string) (string, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	return string(b), err
 }
 
 // Encode returns the JSON form of d.
@@ -45,6 +62,17 @@ func Encode(d Dump) ([]byte, error) {
 		return nil, err
 	}
 	w := wire{Sender: &d.Sender, Recipients: rj, Recipient: &d.Recipient}
+	valid := utf8.ValidString(d.Sender) && utf8.ValidString(d.Recipient)
+	for _, r := range rcpts {
+		valid = valid && utf8.ValidString(r)
+	}
+	if !valid {
+		e := &envelopeB64{Sender: b64(d.Sender), Recipient: b64(d.Recipient), Recipients: []string{}}
+		for _, r := range rcpts {
+			e.Recipients = append(e.Recipients, b64(r))
+		}
+		w.EnvelopeBase64 = e
+	}
 	if utf8.Valid(d.Mail) {
 		s := string(d.Mail)
 		w.Mail = &s
@@ -82,6 +110,23 @@ func Decode(data []byte) (Dump, error) {
 				return Dump{}, fmt.Errorf("dump: recipients: want a list of addresses")
 			}
 			d.Recipients = []string{one}
+		}
+	}
+	if e := w.EnvelopeBase64; e != nil {
+		var err error
+		if d.Sender, err = unb64(e.Sender); err != nil {
+			return Dump{}, fmt.Errorf("dump: envelope_base64.sender: %w", err)
+		}
+		if d.Recipient, err = unb64(e.Recipient); err != nil {
+			return Dump{}, fmt.Errorf("dump: envelope_base64.recipient: %w", err)
+		}
+		d.Recipients = nil
+		for _, r := range e.Recipients {
+			v, err := unb64(r)
+			if err != nil {
+				return Dump{}, fmt.Errorf("dump: envelope_base64.recipients: %w", err)
+			}
+			d.Recipients = append(d.Recipients, v)
 		}
 	}
 	switch {
@@ -129,4 +174,3 @@ func WriteRescue(dir string, d Dump) (string, error) {
 	}
 	return maildir.Store(dir, ".json", data)
 }
-

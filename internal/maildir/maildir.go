@@ -62,6 +62,13 @@ func Deliver(dir string, junk bool, parts ...[]byte) (string, error) {
 		return "", fmt.Errorf("maildir %s: %w", dir, err)
 	}
 	defer root.Close()
+	// The Maildir itself always gets tmp/ new/ cur/, even when this
+	// message goes to .Junk: Dovecot expects the INBOX to be complete.
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := mkdirIn(root, sub); err != nil {
+			return "", fmt.Errorf("maildir %s: %w", dir, err)
+		}
+	}
 	folder := "."
 	if junk {
 		folder = JunkFolder
@@ -73,9 +80,11 @@ func Deliver(dir string, junk bool, parts ...[]byte) (string, error) {
 			f.Close()
 		}
 	}
-	for _, sub := range []string{"tmp", "new", "cur"} {
-		if err := mkdirIn(root, folder+"/"+sub); err != nil {
-			return "", fmt.Errorf("maildir %s: %w", dir, err)
+	if junk {
+		for _, sub := range []string{"tmp", "new", "cur"} {
+			if err := mkdirIn(root, folder+"/"+sub); err != nil {
+				return "", fmt.Errorf("maildir %s: %w", dir, err)
+			}
 		}
 	}
 	name, err := writeLinked(root, folder+"/tmp", folder+"/new", parts)

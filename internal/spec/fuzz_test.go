@@ -26,7 +26,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("a: &a [*a, *a]\nb: *a\n<<: *a\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if strings.Contains(string(data), "/dev/") {
-			t.Skip("rules_file or password_file naming a device could block")
+			return // a rules_file or password_file naming a device could block
 		}
 		s, err := Load("quietmx.yaml", data, map[string]string{})
 		if err == nil {

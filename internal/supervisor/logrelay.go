@@ -23,7 +23,7 @@ type logRelay struct {
 // syslogLine matches "<PRI>Mmm dd hh:mm:ss TAG[PID]: MSG" (RFC 3164, as Go's
 // log/syslog and glibc write it), optionally with a host name.
 var (
-	syslogHead = regexp.MustCompile(`^<\d{1,3}>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d |\d{4}-\d\d-\d\dT[^ ]+ )`)
+	syslogHead  = regexp.MustCompile(`^<\d{1,3}>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d |\d{4}-\d\d-\d\dT[^ ]+ )`)
 	hostThenTag = regexp.MustCompile(`^[^ \[:]+ [^ \[:]+\[\d+\]:`)
 )
 
