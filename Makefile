@@ -8,7 +8,10 @@ export TESTCONTAINERS_RYUK_DISABLED := true
 export TESTCONTAINERS_HOST_OVERRIDE := 127.0.0.1
 export DOCKER_BUILDKIT := 0
 
-.PHONY: all build test test-unit test-e2e fuzz bench tools clean
+# Compose: the v2 plugin when present, else Debian's docker-compose (v1).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+.PHONY: all build test test-unit test-e2e fuzz bench tools image up down clean
 
 all: build
 
@@ -18,7 +21,7 @@ build:
 # Everything: unit tests, fuzz seed corpora (run as plain tests), CLI
 # scripts, rendered configs checked by the real postconf/doveconf, and the
 # end-to-end suite against the real image.
-test: test-unit
+test: test-unit test-e2e
 
 # Host tools the unit tests call for real (postconf, postfix, doveconf).
 tools:
@@ -27,6 +30,29 @@ tools:
 test-unit: tools
 	$(GO) vet ./...
 	$(GO) test -race -shuffle=on -count=1 ./...
+
+# The image, built without any registry (docker/build-image.sh): a Debian
+# root from Debian's archive, Go binaries built here.
+image:
+	bash docker/build-image.sh
+
+# The end-to-end suite against the real image (testcontainers-go).
+test-e2e: image
+	@mkdir -p bin
+	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; exit $${PIPESTATUS[0]}
+
+# Start the appliance with the default spec (appliance/quietmx.yaml and the
+# QUIETMX_* variables in compose.yaml or your environment), then show how
+# to log in.
+up: image
+	$(COMPOSE) up -d --no-build
+	@for i in $$(seq 1 60); do \
+	  if $(COMPOSE) logs quietmx 2>/dev/null | grep -q 'quietmx: ready'; then break; fi; sleep 1; done
+	@$(COMPOSE) logs quietmx 2>/dev/null | grep -E 'quietmx: (ready|  |generated)' || { $(COMPOSE) logs quietmx | tail -30; exit 1; }
+	@echo "stop with: make down (volumes are kept)"
+
+down:
+	$(COMPOSE) down
 
 FUZZTIME ?= 10s
 fuzz:

@@ -56,8 +56,8 @@ func (r Report) String() string {
 // Check probes the services at host (usually 127.0.0.1).
 func Check(host, queueDir, certFile string, timeout time.Duration) Report {
 	var r Report
-	r.SMTP = smtp(net.JoinHostPort(host, "25"), timeout)
-	r.IMAPS = imaps(net.JoinHostPort(host, "993"), timeout)
+	r.SMTP = SMTP(net.JoinHostPort(host, "25"), timeout)
+	r.IMAPS = IMAPS(net.JoinHostPort(host, "993"), timeout)
 	r.Queue, r.QueueErr = QueueSize(queueDir)
 	if info, err := certs.Read(certFile); err != nil {
 		r.CertErr = err
@@ -67,7 +67,7 @@ func Check(host, queueDir, certFile string, timeout time.Duration) Report {
 	return r
 }
 
-func smtp(addr string, timeout time.Duration) error {
+func SMTP(addr string, timeout time.Duration) error {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return err
@@ -86,7 +86,7 @@ func smtp(addr string, timeout time.Duration) error {
 	return nil
 }
 
-func imaps(addr string, timeout time.Duration) error {
+func IMAPS(addr string, timeout time.Duration) error {
 	d := &net.Dialer{Timeout: timeout}
 	// A liveness probe of our own service on loopback: the certificate's
 	// name is irrelevant here (it is checked by clients, and by the e2e suite).

@@ -85,6 +85,11 @@ type Options struct {
 	// Params are the argon2id costs of new hashes; zero means
 	// passwd.DefaultParams (doveadm's). Tests use cheaper ones.
 	Params passwd.Params
+	// MetaDirectory is Postfix's meta_directory (postfix-files,
+	// dynamicmaps.cf); "" keeps Postfix's default. The image moves the
+	// package's metadata out of /etc/postfix so that /etc/postfix can be a
+	// link to the live tree with nothing else in it.
+	MetaDirectory string
 }
 
 //go:embed templates/*.tmpl
@@ -188,6 +193,7 @@ func Files(s *spec.Spec, o Options) ([]File, error) {
 type data struct {
 	Spec          *spec.Spec
 	Source        string // the spec, for the "rendered from" header
+	MetaDirectory string
 	Mydestination string
 	Mynetworks    string
 	User          string
@@ -218,6 +224,7 @@ func newData(s *spec.Spec, o Options) *data {
 	return &data{
 		Spec:          s,
 		Source:        source,
+		MetaDirectory: o.MetaDirectory,
 		Mydestination: strings.Join(dest, ", "),
 		Mynetworks:    networks,
 		User:          VmailUser,

@@ -26,9 +26,14 @@ import (
 	"time"
 
 	"quietmx/internal/certs"
+	"quietmx/internal/health"
 	"quietmx/internal/render"
 	"quietmx/internal/spec"
 )
+
+// PostfixMeta is where the image keeps the Postfix package's metadata
+// (docker/Dockerfile), so that /etc/postfix can link to the live tree.
+const PostfixMeta = "/etc/postfix-meta"
 
 // Options configure Run. Zero values mean the image's layout.
 type Options struct {
@@ -123,6 +128,10 @@ func Run(ctx context.Context, opt Options) error {
 		s.stopServices()
 		return err
 	}
+	if err := s.waitReady(60 * time.Second); err != nil {
+		s.stopServices()
+		return err
+	}
 	s.banner(rep.Created)
 
 	sigs := make(chan os.Signal, 4)
@@ -165,6 +174,31 @@ func Run(ctx context.Context, opt Options) error {
 	}
 }
 
+// waitReady returns once Postfix answers SMTP on 25 and Dovecot completes
+// TLS on 993, so "ready" in the log means mail can flow.
+func (s *Supervisor) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		smtpErr := health.SMTP("127.0.0.1:25", time.Second)
+		imapErr := health.IMAPS("127.0.0.1:993", time.Second)
+		if smtpErr == nil && imapErr == nil {
+			return nil
+		}
+		select {
+		case ws := <-s.postfix:
+			s.postfix = nil
+			return fmt.Errorf("postfix exited during start (%s)", describe(ws))
+		case ws := <-s.dovecot:
+			s.dovecot = nil
+			return fmt.Errorf("dovecot exited during start (%s)", describe(ws))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v: smtp: %v; imaps: %v", limit, smtpErr, imapErr)
+		}
+	}
+}
+
 // ensureCertificate gives Postfix and Dovecot a certificate to start with.
 func (s *Supervisor) ensureCertificate() error {
 	t := s.spec.TLS
@@ -193,7 +227,7 @@ func (s *Supervisor) ensureCertificate() error {
 // real tools, and makes it live. The old generation stays until the next.
 func (s *Supervisor) renderAndSwap(sp *spec.Spec) error {
 	fresh := filepath.Join(s.opt.ConfigRoot, fmt.Sprintf("gen-%d", time.Now().UnixNano()))
-	if err := render.RenderWith(sp, fresh, render.Options{Live: s.live, Previous: s.live}); err != nil {
+	if err := render.RenderWith(sp, fresh, render.Options{Live: s.live, Previous: s.live, MetaDirectory: PostfixMeta}); err != nil {
 		os.RemoveAll(fresh)
 		return err
 	}
@@ -241,7 +275,7 @@ func (s *Supervisor) prune(current string) {
 // prepareQueue makes the Postfix queue directories exist with the right
 // owners: on first start the queue volume is empty.
 func (s *Supervisor) prepareQueue() error {
-	if out, err := s.reaper.run("postfix", "set-permissions", "create-missing"); err != nil {
+	if out, err := s.reaper.run("postfix", "post-install", "create-missing"); err != nil {
 		return fmt.Errorf("postfix queue: %v: %s", err, out)
 	}
 	return nil

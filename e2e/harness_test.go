@@ -1,0 +1,352 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/testcontainers/testcontainers-go"
+	tcexec "github.com/testcontainers/testcontainers-go/exec"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+// Image is the image `make image` builds.
+var Image = envOr("QUIETMX_E2E_IMAGE", "quietmx:latest")
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func TestMain(m *testing.M) {
+	// No registry here: Ryuk's image cannot be pulled (we remove our own
+	// containers), and /.dockerenv would make testcontainers look for the
+	// daemon on an unreachable gateway. The Makefile sets these too.
+	for k, v := range map[string]string{"TESTCONTAINERS_RYUK_DISABLED": "true", "TESTCONTAINERS_HOST_OVERRIDE": "127.0.0.1"} {
+		if os.Getenv(k) == "" {
+			os.Setenv(k, v)
+		}
+	}
+	if err := exec.Command("docker", "image", "inspect", Image).Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: image %s not found: run `make image` first (a missing image fails the suite, it does not skip it)\n", Image)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// Capabilities the appliance runs with (compose.yaml): the suite uses the
+// same set, so a missing capability fails here first.
+var capAdd = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL", "SYS_CHROOT"}
+
+// Options describe one appliance container.
+type Options struct {
+	Spec     string            // quietmx.yaml content ("" = none: environment only)
+	Files    map[string]string // extra files in the spec directory (mounted at /etc/quietmx/appliance)
+	Modes    map[string]os.FileMode
+	Env      map[string]string
+	Volumes  map[string]string // named volume → mount point, kept across containers
+	Tmpfs    map[string]string
+	Network  string
+	Hostname string
+	SpecDir  string // reuse a spec directory (restarts)
+}
+
+// Appliance is a running container.
+type Appliance struct {
+	t        *testing.T
+	C        testcontainers.Container
+	SpecDir  string
+	Hostname string
+	SMTPAddr string
+	IMAPAddr string
+	opts     Options
+}
+
+const defaultHost = "mail.e2e.example"
+
+// Start runs the appliance and waits until it says it is ready. The
+// container is removed when the test ends, pass or fail.
+func Start(t *testing.T, o Options) *Appliance {
+	t.Helper()
+	ctx := context.Background()
+	if o.Hostname == "" {
+		o.Hostname = defaultHost
+	}
+	dir := o.SpecDir
+	if dir == "" {
+		dir = t.TempDir()
+		os.Chmod(dir, 0o755)
+	}
+	if o.Spec != "" {
+		writeFile(t, filepath.Join(dir, "quietmx.yaml"), o.Spec, 0o644)
+	}
+	for name, content := range o.Files {
+		mode := os.FileMode(0o644)
+		if m, ok := o.Modes[name]; ok {
+			mode = m
+		}
+		writeFile(t, filepath.Join(dir, name), content, mode)
+	}
+	env := map[string]string{"QUIETMX_SPEC": "/etc/quietmx/appliance/quietmx.yaml"}
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	req := testcontainers.ContainerRequest{
+		Image:        Image,
+		ExposedPorts: []string{"25/tcp", "993/tcp"},
+		Env:          env,
+		Hostname:     o.Hostname,
+		Tmpfs:        o.Tmpfs,
+		WaitingFor:   wait.ForLog("quietmx: ready").WithStartupTimeout(90 * time.Second),
+		HostConfigModifier: func(hc *container.HostConfig) {
+			hc.CapDrop = []string{"ALL"}
+			hc.CapAdd = capAdd
+			hc.Binds = append(hc.Binds, dir+":/etc/quietmx/appliance:ro")
+			for vol, target := range o.Volumes {
+				hc.Binds = append(hc.Binds, vol+":"+target)
+			}
+		},
+	}
+	if o.Network != "" {
+		req.Networks = []string{o.Network}
+	}
+	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
+	if c != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				dumpLogs(t, c)
+			}
+			_ = c.Terminate(context.Background())
+		})
+	}
+	if err != nil {
+		t.Fatalf("start appliance: %v", err)
+	}
+	a := &Appliance{t: t, C: c, SpecDir: dir, Hostname: o.Hostname, opts: o}
+	a.SMTPAddr = a.addr("25/tcp")
+	a.IMAPAddr = a.addr("993/tcp")
+	return a
+}
+
+func (a *Appliance) addr(port string) string {
+	a.t.Helper()
+	ctx := context.Background()
+	host, err := a.C.Host(ctx)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	p, err := a.C.MappedPort(ctx, port)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return net.JoinHostPort(host, p.Port())
+}
+
+func writeFile(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, mode)
+}
+
+func dumpLogs(t *testing.T, c testcontainers.Container) {
+	r, err := c.Logs(context.Background())
+	if err != nil {
+		return
+	}
+	data, _ := io.ReadAll(r)
+	if len(data) > 64<<10 {
+		data = data[len(data)-64<<10:]
+	}
+	t.Logf("container log (tail):\n%s", data)
+}
+
+// Logs returns the whole container log.
+func (a *Appliance) Logs() string {
+	r, err := a.C.Logs(context.Background())
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	data, _ := io.ReadAll(r)
+	return string(data)
+}
+
+// Exec runs a command in the container and returns its exit code and output.
+func (a *Appliance) Exec(cmd ...string) (int, string) {
+	a.t.Helper()
+	code, r, err := a.C.Exec(context.Background(), cmd, tcexec.Multiplexed())
+	if err != nil {
+		a.t.Fatalf("exec %v: %v", cmd, err)
+	}
+	out, _ := io.ReadAll(r)
+	return code, string(out)
+}
+
+// MustExec runs a command that must succeed.
+func (a *Appliance) MustExec(cmd ...string) string {
+	a.t.Helper()
+	code, out := a.Exec(cmd...)
+	if code != 0 {
+		a.t.Fatalf("exec %v: exit %d: %s", cmd, code, out)
+	}
+	return out
+}
+
+// CertPool trusts the appliance's own (self-signed) certificate, so clients
+// verify TLS for real instead of skipping verification.
+func (a *Appliance) CertPool() *x509.CertPool {
+	a.t.Helper()
+	certPath := strings.TrimSpace(a.MustExec("postconf", "-h", "smtpd_tls_cert_file"))
+	pem := a.MustExec("cat", certPath)
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(pem)) {
+		a.t.Fatalf("no certificate in %s", certPath)
+	}
+	return pool
+}
+
+func (a *Appliance) TLSConfig() *tls.Config {
+	return &tls.Config{ServerName: a.Hostname, RootCAs: a.CertPool(), MinVersion: tls.VersionTLS12}
+}
+
+// Send delivers one message over SMTP from the host and returns the
+// server's reply to DATA (or the error of the first failing step).
+func (a *Appliance) Send(from string, to []string, msg []byte) error {
+	a.t.Helper()
+	c, err := smtp.Dial(a.SMTPAddr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("client.e2e.example"); err != nil {
+		return err
+	}
+	if err := c.Mail(from); err != nil {
+		return err
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+// MustSend is Send that must succeed.
+func (a *Appliance) MustSend(from string, to []string, msg []byte) {
+	a.t.Helper()
+	if err := a.Send(from, to, msg); err != nil {
+		a.t.Fatalf("send %s → %v: %v", from, to, err)
+	}
+}
+
+// IMAP logs in over IMAPS, verifying the certificate.
+func (a *Appliance) IMAP(user, pass string) *imapclient.Client {
+	a.t.Helper()
+	c, err := imapclient.DialTLS(a.IMAPAddr, &imapclient.Options{TLSConfig: a.TLSConfig()})
+	if err != nil {
+		a.t.Fatalf("imaps dial: %v", err)
+	}
+	a.t.Cleanup(func() { c.Close() })
+	if err := c.Login(user, pass).Wait(); err != nil {
+		a.t.Fatalf("imap login %s: %v", user, err)
+	}
+	return c
+}
+
+// WaitMessages polls the mailbox until it holds at least n messages and
+// returns their full bodies (RFC822), oldest first. Bounded polling with a
+// deadline, never a fixed sleep.
+func WaitMessages(t *testing.T, c *imapclient.Client, mailbox string, n int, within time.Duration) [][]byte {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, err := c.Status(mailbox, &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil {
+			t.Fatalf("status %s: %v", mailbox, err)
+		}
+		if st.NumMessages != nil && int(*st.NumMessages) >= n {
+			return fetchAll(t, c, mailbox)
+		}
+		if time.Now().After(deadline) {
+			got := 0
+			if st.NumMessages != nil {
+				got = int(*st.NumMessages)
+			}
+			t.Fatalf("mailbox %s: %d messages after %v, want %d", mailbox, got, within, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func fetchAll(t *testing.T, c *imapclient.Client, mailbox string) [][]byte {
+	t.Helper()
+	sel, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		t.Fatalf("select %s: %v", mailbox, err)
+	}
+	if sel.NumMessages == 0 {
+		return nil
+	}
+	var seq imap.SeqSet
+	seq.AddRange(1, sel.NumMessages)
+	body := &imap.FetchItemBodySection{Peek: true}
+	msgs, err := c.Fetch(seq, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{body}}).Collect()
+	if err != nil {
+		t.Fatalf("fetch %s: %v", mailbox, err)
+	}
+	out := make([][]byte, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, m.FindBodySection(body))
+	}
+	return out
+}
+
+// Message builds a small RFC 5322 message with CRLF line endings.
+func Message(from, to, subject, body string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: <%d.%s>\r\nDate: %s\r\n\r\n%s\r\n",
+		from, to, subject, time.Now().UnixNano(), from, time.Now().Format(time.RFC1123Z), body)
+	return b.Bytes()
+}
+
+// Volume makes a named Docker volume removed at the end of the test.
+func Volume(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("quietmx-e2e-%d", time.Now().UnixNano())
+	if out, err := exec.Command("docker", "volume", "create", name).CombinedOutput(); err != nil {
+		t.Fatalf("docker volume create: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "volume", "rm", "-f", name).Run() })
+	return name
+}
