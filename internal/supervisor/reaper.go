@@ -34,19 +34,29 @@ func newReaper() *reaper {
 }
 
 func (r *reaper) reap() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for {
 		var ws syscall.WaitStatus
 		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
 		if pid <= 0 || err != nil {
 			return
 		}
-		r.mu.Lock()
 		if ch, ok := r.waiting[pid]; ok {
 			ch <- ws
 			delete(r.waiting, pid)
 		}
-		r.mu.Unlock()
 	}
+}
+
+// exclusive runs f while no wait4(-1) can happen, so code that uses os/exec
+// itself (the renderer's checks with postconf and doveconf) waits for its
+// own children. Orphans exiting meanwhile stay zombies until f returns.
+// f must not start children through the reaper.
+func (r *reaper) exclusive(f func() error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return f()
 }
 
 // start starts cmd and returns a channel that receives its exit status. The

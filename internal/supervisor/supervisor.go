@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -88,7 +89,7 @@ func (s *Supervisor) logf(format string, args ...any) {
 // a clean stop, an error when it could not start or a service died.
 func Run(ctx context.Context, opt Options) error {
 	opt.defaults()
-	s := &Supervisor{opt: opt, live: filepath.Join(opt.ConfigRoot, "live")}
+	s := &Supervisor{opt: opt, live: filepath.Join(opt.ConfigRoot, "live"), reaper: newReaper()}
 	sp, err := spec.LoadFile(opt.SpecPath, opt.Environ)
 	if err != nil {
 		return fmt.Errorf("invalid spec, nothing started:\n%w", err)
@@ -97,8 +98,6 @@ func Run(ctx context.Context, opt Options) error {
 	for _, w := range sp.Warnings {
 		s.logf("%s", w)
 	}
-	s.reaper = newReaper()
-
 	rep, err := CheckOwnership(spec.VmailRoot, sp.Vmail.UID, sp.Vmail.GID)
 	if err != nil {
 		return fmt.Errorf("mail volume: %w (run on the host: chown -R %d:%d <mail volume>)", err, sp.Vmail.UID, sp.Vmail.GID)
@@ -227,12 +226,17 @@ func (s *Supervisor) ensureCertificate() error {
 // real tools, and makes it live. The old generation stays until the next.
 func (s *Supervisor) renderAndSwap(sp *spec.Spec) error {
 	fresh := filepath.Join(s.opt.ConfigRoot, fmt.Sprintf("gen-%d", time.Now().UnixNano()))
-	if err := render.RenderWith(sp, fresh, render.Options{Live: s.live, Previous: s.live, MetaDirectory: PostfixMeta}); err != nil {
-		os.RemoveAll(fresh)
-		return err
-	}
-	backdate(fresh)
-	if err := render.Verify(fresh); err != nil {
+	err := s.reaper.exclusive(func() error {
+		if err := render.RenderWith(sp, fresh, render.Options{Live: s.live, Previous: s.live, MetaDirectory: PostfixMeta}); err != nil {
+			return err
+		}
+		backdate(fresh)
+		return render.Verify(fresh)
+	})
+	// Hashing passwords (argon2id, 64 MiB) grew the heap; give it back so
+	// the appliance idles small.
+	debug.FreeOSMemory()
+	if err != nil {
 		os.RemoveAll(fresh)
 		return err
 	}
