@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -108,9 +109,11 @@ func Run(ctx context.Context, opt Options) error {
 	if err := s.ensureCertificate(); err != nil {
 		return err
 	}
+	t0 := time.Now()
 	if err := s.renderAndSwap(sp); err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
+	s.logf("configuration rendered and verified in %v", time.Since(t0).Round(time.Millisecond))
 	s.state = s.snapshot()
 
 	relay, err := listenLog(opt.LogSocket, opt.Out, &s.mu)
@@ -127,10 +130,12 @@ func Run(ctx context.Context, opt Options) error {
 		s.stopServices()
 		return err
 	}
+	t0 = time.Now()
 	if err := s.waitReady(60 * time.Second); err != nil {
 		s.stopServices()
 		return err
 	}
+	s.logf("Postfix and Dovecot answering after %v", time.Since(t0).Round(time.Millisecond))
 	s.banner(rep.Created)
 
 	sigs := make(chan os.Signal, 4)
@@ -178,10 +183,16 @@ func Run(ctx context.Context, opt Options) error {
 func (s *Supervisor) waitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		smtpErr := health.SMTP("127.0.0.1:25", time.Second)
-		imapErr := health.IMAPS("127.0.0.1:993", time.Second)
+		// Plain connects while waiting (a TLS probe would make Dovecot log
+		// a line per attempt), then one real check of each.
+		smtpErr := listening("127.0.0.1:25")
+		imapErr := listening("127.0.0.1:993")
 		if smtpErr == nil && imapErr == nil {
-			return nil
+			smtpErr = health.SMTP("127.0.0.1:25", 5*time.Second)
+			imapErr = health.IMAPS("127.0.0.1:993", 5*time.Second)
+			if smtpErr == nil && imapErr == nil {
+				return nil
+			}
 		}
 		select {
 		case ws := <-s.postfix:
@@ -196,6 +207,14 @@ func (s *Supervisor) waitReady(limit time.Duration) error {
 			return fmt.Errorf("not ready after %v: smtp: %v; imaps: %v", limit, smtpErr, imapErr)
 		}
 	}
+}
+
+func listening(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+	}
+	return err
 }
 
 // ensureCertificate gives Postfix and Dovecot a certificate to start with.
@@ -277,10 +296,25 @@ func (s *Supervisor) prune(current string) {
 }
 
 // prepareQueue makes the Postfix queue directories exist with the right
-// owners: on first start the queue volume is empty.
+// owners (on first start the queue volume is empty), then asks Postfix to
+// skip its start-up integrity checks: the tree is ours and was just
+// verified, and postfix-script's checks cost seconds on a small host.
 func (s *Supervisor) prepareQueue() error {
-	if out, err := s.reaper.run("postfix", "post-install", "create-missing"); err != nil {
-		return fmt.Errorf("postfix queue: %v: %s", err, out)
+	q := "/var/spool/postfix"
+	complete := true
+	for _, d := range []string{"active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming", "maildrop", "pid", "private", "public", "saved", "trace"} {
+		if st, err := os.Stat(filepath.Join(q, d)); err != nil || !st.IsDir() {
+			complete = false
+			break
+		}
+	}
+	if !complete {
+		if out, err := s.reaper.run("postfix", "post-install", "create-missing"); err != nil {
+			return fmt.Errorf("postfix queue: %v: %s", err, out)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(q, "quick-start"), nil, 0o644); err != nil {
+		s.logf("warning: %v (Postfix will run its slower start-up checks)", err)
 	}
 	return nil
 }
