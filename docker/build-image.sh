@@ -76,13 +76,13 @@ new_id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
 
 # The classic builder leaves the replaced image and each build's "build" stage
 # behind as <none> images (~25 MB each). Drop the replaced one (unless a
-# container still uses it) and all build-stage leftovers but the newest, which
-# is the layer cache for the next run.
+# container still uses it), and build-stage leftovers older than an hour:
+# a younger one may belong to a concurrent build still running (its final
+# stage COPYs --from it by ID), and the newest is the cache for the next run.
 if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
   docker image rm "$old_id" >/dev/null 2>&1 || true
 fi
-docker images -q --no-trunc --filter dangling=true --filter label=org.quietmx.stage=build \
-  | tail -n +2 | xargs -r docker image rm >/dev/null 2>&1 || true
+docker image prune -f --filter label=org.quietmx.stage=build --filter until=1h >/dev/null 2>&1 || true
 
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 log "built $IMAGE in $(( $(date +%s) - start ))s, $(( size / 1000000 )) MB"

@@ -254,7 +254,35 @@ func TestRealTools(t *testing.T) {
 			if c.name == "many-domains" {
 				postfixCheck(t, out)
 			}
+			nullSenderDiscarded(t, out)
 		})
+	}
+}
+
+// nullSenderDiscarded queries the rendered null-sender transport map with
+// the real postmap: postconf accepts any map text, and a malformed inline:
+// table only fails at lookup time, in trivial-rewrite, which then answers
+// every RCPT for a remote address (relay attempts included) with 451
+// "Temporary lookup failure" instead of 554.
+func nullSenderDiscarded(t *testing.T, out string) {
+	t.Helper()
+	pf := filepath.Join(out, "postfix")
+	m, err := exec.Command("postconf", "-c", pf, "-h", "sender_dependent_default_transport_maps").Output()
+	if err != nil {
+		t.Fatalf("postconf: %v", err)
+	}
+	table := strings.TrimSpace(string(m))
+	for key, want := range map[string]string{"<>": "discard:", "someone@example.org": ""} {
+		var stderr bytes.Buffer
+		cmd := exec.Command("postmap", "-c", pf, "-q", key, table)
+		cmd.Stderr = &stderr
+		got, err := cmd.Output()
+		if stderr.Len() > 0 {
+			t.Errorf("postmap -q %q %q: %s", key, table, stderr.Bytes())
+		}
+		if got := strings.TrimSpace(string(got)); got != want {
+			t.Errorf("postmap -q %q %q = %q (%v), want %q", key, table, got, err, want)
+		}
 	}
 }
 
