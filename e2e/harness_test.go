@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/container"
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/moby/moby/api/types/container"
 	"github.com/testcontainers/testcontainers-go"
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
 	"github.com/testcontainers/testcontainers-go/wait"
@@ -315,6 +315,9 @@ func fetchAll(t *testing.T, c *imapclient.Client, mailbox string) [][]byte {
 	if err != nil {
 		t.Fatalf("select %s: %v", mailbox, err)
 	}
+	// Leave nothing selected: Dovecot's STATUS on the selected mailbox
+	// would not see new mail, and the next WaitMessages polls STATUS.
+	defer func() { _ = c.Unselect().Wait() }()
 	if sel.NumMessages == 0 {
 		return nil
 	}

@@ -255,7 +255,25 @@ func TestRealTools(t *testing.T) {
 				postfixCheck(t, out)
 			}
 			nullSenderDiscarded(t, out)
+			agentServiceArgs(t, out)
 		})
+	}
+}
+
+// agentServiceArgs reads the agent's master.cf entry back through the real
+// postconf: soft_bounce must be a service option (postconf -P), and argv=
+// must end with the one recipient. An -o written after argv= is no option
+// at all: pipe(8) passes it to the agent as more recipients.
+func agentServiceArgs(t *testing.T, out string) {
+	t.Helper()
+	pf := filepath.Join(out, "postfix")
+	got, err := exec.Command("postconf", "-c", pf, "-P", "altpostlocal/unix/soft_bounce").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != "altpostlocal/unix/soft_bounce = yes" {
+		t.Errorf("postconf -P altpostlocal/unix/soft_bounce: %v %q", err, got)
+	}
+	got, err = exec.Command("postconf", "-c", pf, "-M", "altpostlocal/unix").Output()
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(got)), "-- ${recipient}") {
+		t.Errorf("postconf -M altpostlocal/unix: argv must end with \"-- ${recipient}\": %v %q", err, got)
 	}
 }
 
