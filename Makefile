@@ -61,8 +61,12 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
+# Benchmarks (docs/performance.md): in-process ones, then the agent exec'd
+# against the bare durable Maildir write, interleaved.
 bench:
+	@mkdir -p bin
 	$(GO) test -run '^$$' -bench . -benchmem -count 10 ./internal/... | tee bin/bench.txt
+	$(GO) test -run '^$$' -bench ExecDelivery -benchtime 200x -count 10 -timeout 60m ./cmd/altpostlocal/ | tee bin/bench-exec.txt
 
 clean:
 	rm -rf bin docker/bin
