@@ -35,7 +35,7 @@ import (
 func BenchmarkExecDelivery(b *testing.B) {
 	dir := b.TempDir()
 	floorBin, agentBin := buildBinaries(b, filepath.Join(dir, "bin"))
-	msg4k := writeFile(b, filepath.Join(dir, "msg-4KiB.eml"), message(4<<10))
+	msg4k := writeFile(b, filepath.Join(dir, "msg-4KiB.eml"), benchMessage(4<<10))
 
 	// One Maildir per variant, so that each can be checked to hold exactly
 	// the messages it was given.
@@ -97,7 +97,7 @@ func BenchmarkExecDelivery(b *testing.B) {
 	// Peak memory: one run per variant and size is enough, as it hardly
 	// varies (and each 50 MiB run costs a 50 MiB fsync).
 	const bigSize = 50 << 20
-	msg50m := writeFile(b, filepath.Join(dir, "msg-50MiB.eml"), message(bigSize))
+	msg50m := writeFile(b, filepath.Join(dir, "msg-50MiB.eml"), benchMessage(bigSize))
 	for _, size := range []struct {
 		name, msg string
 	}{{"4KiB", msg4k}, {"50MiB", msg50m}} {
@@ -285,9 +285,9 @@ func largeRules(maildir string) []byte {
 	return s.Bytes()
 }
 
-// message returns a plain RFC 5322 message of exactly size bytes (for any
+// benchMessage returns a plain RFC 5322 message of exactly size bytes (for any
 // size above its headers).
-func message(size int) []byte {
+func benchMessage(size int) []byte {
 	var m bytes.Buffer
 	m.WriteString("From: Sender <s@example.org>\nTo: rcpt@example.com\nSubject: benchmark\n" +
 		"Message-ID: <bench@example.org>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\n")

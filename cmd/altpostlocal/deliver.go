@@ -15,6 +15,7 @@ import (
 	"quietmx/internal/delivery"
 	"quietmx/internal/dump"
 	"quietmx/internal/maillog"
+	"quietmx/internal/message"
 )
 
 // DefaultRules is where the rule file lives unless -c or
@@ -106,7 +107,7 @@ func deliver(args []string, stdin io.Reader, stderr io.Writer) (code int) {
 			reqs = append(reqs, delivery.Request{Sender: d.Sender, Recipients: d.Recipients, Message: d.Mail, QueueID: *queueID})
 		}
 	} else {
-		msg, err := io.ReadAll(stdin)
+		msg, err := message.Read(stdin)
 		if err != nil {
 			log.Error("delivery", "queue_id", *queueID, "outcome", "deferred", "exit", delivery.ExTempFail, "error", "read message: "+err.Error())
 			return delivery.ExTempFail

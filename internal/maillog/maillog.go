@@ -11,11 +11,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"log/syslog"
-	"net"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // Open returns a logger for dest and a function that closes it:
@@ -30,19 +30,23 @@ import (
 // discarding one, because logging must never stop a delivery.
 func Open(dest string, also io.Writer) (*slog.Logger, func()) {
 	var sink lineWriter
-	var closer func() = func() {}
+	var closer = func() {}
 	switch {
 	case dest == "" || dest == "syslog":
-		if w, err := syslog.New(syslog.LOG_MAIL|syslog.LOG_INFO, "altpostlocal"); err == nil {
-			sink = syslogSink{w}
-			closer = func() { w.Close() }
+		for _, p := range []string{"/dev/log", "/var/run/syslog", "/var/run/log"} {
+			if fd, err := dialUnixgram(p); err == nil {
+				sink = &syslogSink{fd: fd, pid: os.Getpid()}
+				closer = func() { syscall.Close(fd) }
+				break
+			}
 		}
 	case dest == "stderr":
 		sink = plainSink{os.Stderr}
 	case strings.HasPrefix(dest, "unix:"):
-		if c, err := net.Dial("unixgram", strings.TrimPrefix(dest, "unix:")); err == nil {
-			sink = plainSink{c}
-			closer = func() { c.Close() }
+		if fd, err := dialUnixgram(strings.TrimPrefix(dest, "unix:")); err == nil {
+			f := os.NewFile(uintptr(fd), dest)
+			sink = plainSink{f}
+			closer = func() { f.Close() }
 		}
 	default:
 		if f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
@@ -54,21 +58,41 @@ func Open(dest string, also io.Writer) (*slog.Logger, func()) {
 	return slog.New(h), closer
 }
 
+// dialUnixgram connects a datagram socket with plain system calls: the
+// agent starts once per message, and the net package (which log/syslog
+// would pull in) costs milliseconds of start-up.
+func dialUnixgram(path string) (int, error) {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := syscall.Connect(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
 type lineWriter interface {
 	writeLine(level slog.Level, line string)
 }
 
-type syslogSink struct{ w *syslog.Writer }
+// syslogSink writes RFC 3164 lines, facility mail, tag altpostlocal.
+type syslogSink struct {
+	fd  int
+	pid int
+}
 
-func (s syslogSink) writeLine(level slog.Level, line string) {
+func (s *syslogSink) writeLine(level slog.Level, line string) {
+	sev := 6 // info
 	switch {
 	case level >= slog.LevelError:
-		_ = s.w.Err(line)
+		sev = 3
 	case level >= slog.LevelWarn:
-		_ = s.w.Warning(line)
-	default:
-		_ = s.w.Info(line)
+		sev = 4
 	}
+	msg := fmt.Sprintf("<%d>%s altpostlocal[%d]: %s", 2*8+sev, time.Now().Format(time.Stamp), s.pid, line)
+	_, _ = syscall.Write(s.fd, []byte(msg))
 }
 
 type plainSink struct{ w io.Writer }

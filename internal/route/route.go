@@ -84,7 +84,7 @@ func Match(set *rules.Set, address string) (*rules.Entry, string) {
 // shortening, local part in every domain (shortened too), @domain, default.
 func lookup(set *rules.Set, address string, steps *[]Step) (*rules.Entry, string) {
 	try := func(key, why string) *rules.Entry {
-		e := set.Aliases[key]
+		e := set.Alias(key)
 		if steps != nil {
 			*steps = append(*steps, Step{Kind: "lookup", Key: key, Found: e != nil, Why: why})
 		}

@@ -1,9 +1,7 @@
 package rules
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"os"
@@ -76,57 +74,6 @@ func loadOne(file, live string) (loadedSet, Findings, error) {
 		return loadedSet{}, findings, fmt.Errorf("invalid rule file: %s", strings.Join(msgs, "; "))
 	}
 	return loadedSet{set, false}, findings, nil
-}
-
-var compiledMagic = []byte("quietmx-rules-v1\n")
-
-// Compile writes the compiled form of data (which must parse) beside path.
-func Compile(path string, data []byte) error {
-	set, findings := Parse(path, data)
-	if set == nil {
-		return fmt.Errorf("cannot compile: %w", findings.Err())
-	}
-	var buf bytes.Buffer
-	buf.Write(compiledMagic)
-	sum := sha256.Sum256(data)
-	buf.Write(sum[:])
-	if err := gob.NewEncoder(&buf).Encode(set); err != nil {
-		return fmt.Errorf("compile %s: %w", path, err)
-	}
-	return WriteFileAtomic(CompiledPath(path), buf.Bytes(), 0o644)
-}
-
-// readCompiled returns the compiled Set only when it was built from content
-// with this hash; a stale, truncated or corrupt file is an error.
-func readCompiled(path string, sum [32]byte) (*Set, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	rest, ok := bytes.CutPrefix(data, compiledMagic)
-	if !ok || len(rest) < len(sum) || !bytes.Equal(rest[:len(sum)], sum[:]) {
-		return nil, errors.New("compiled form is stale or not ours")
-	}
-	var set Set
-	if err := gob.NewDecoder(bytes.NewReader(rest[len(sum):])).Decode(&set); err != nil {
-		return nil, fmt.Errorf("compiled form: %w", err)
-	}
-	if set.Aliases == nil {
-		set.Aliases = map[string]*Entry{}
-	}
-	return &set, nil
-}
-
-// GobEncode stores a pattern as its source; GobDecode compiles it again.
-func (p *Pattern) GobEncode() ([]byte, error) { return []byte(p.Source), nil }
-
-func (p *Pattern) GobDecode(b []byte) error {
-	q, err := CompilePattern(string(b))
-	if err != nil {
-		return err
-	}
-	*p = *q
-	return nil
 }
 
 // Install validates data and, only if it has no errors, atomically replaces

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -13,7 +14,7 @@ import (
 type Pattern struct {
 	Source   string
 	re       *regexp.Regexp
-	anchored *regexp.Regexp // ^(?:Source): matches starting at a given offset
+	anchored *regexp.Regexp // ^(?:Source), compiled on first Rindex (only the extension needs it)
 }
 
 // CompilePattern compiles src with Go's RE2 syntax. The error explains
@@ -26,11 +27,7 @@ func CompilePattern(src string) (*Pattern, error) {
 		}
 		return nil, fmt.Errorf("regexp %q does not compile (Go RE2 syntax; lookaround and backreferences are unsupported): %v", src, err)
 	}
-	anchored, err := regexp.Compile(`^(?:` + src + `)`)
-	if err != nil { // cannot happen when src compiled alone, but never panic
-		return nil, fmt.Errorf("regexp %q: %v", src, err)
-	}
-	return &Pattern{Source: src, re: re, anchored: anchored}, nil
+	return &Pattern{Source: src, re: re}, nil
 }
 
 // MatchString reports whether the pattern matches anywhere in s (Ruby's ===).
@@ -40,6 +37,13 @@ func (p *Pattern) MatchString(s string) bool { return p.re.MatchString(s) }
 // the pattern matches starting at i, or -1. Offsets are tried only at rune
 // boundaries, as Ruby counts characters.
 func (p *Pattern) Rindex(s string) int {
+	if p.anchored == nil {
+		a, err := regexp.Compile(`^(?:` + p.Source + `)`)
+		if err != nil { // cannot happen when Source compiled alone
+			return -1
+		}
+		p.anchored = a
+	}
 	for i := len(s); i >= 0; i-- {
 		if i < len(s) && !utf8.RuneStart(s[i]) {
 			continue
@@ -91,21 +95,27 @@ func nullable(re *syntax.Regexp) bool {
 	return true // unknown op: be safe
 }
 
-var rubyConstructs = []struct {
+// rubyConstructs is built on first use: the agent never needs it, and
+// every regexp compiled at start-up delays every delivery.
+var rubyConstructs = sync.OnceValue(func() []rubyConstruct {
+	return []rubyConstruct{
+		{regexp.MustCompile(`\(\?<?[=!]`), "lookaround ((?=...), (?!...), (?<=...), (?<!...))"},
+		{regexp.MustCompile(`\\[1-9]|\\k<`), "a backreference (\\1, \\k<name>)"},
+		{regexp.MustCompile(`[*+?}]\+`), "a possessive quantifier (*+, ++, ?+)"},
+		{regexp.MustCompile(`\(\?>`), "an atomic group ((?>...))"},
+		{regexp.MustCompile(`\\[hHRXZG]`), "a Ruby-only escape (\\h, \\R, \\X, \\Z, \\G)"},
+		{regexp.MustCompile(`\(\?~`), "an absence operator ((?~...))"},
+	}
+})
+
+type rubyConstruct struct {
 	re   *regexp.Regexp
 	name string
-}{
-	{regexp.MustCompile(`\(\?<?[=!]`), "lookaround ((?=...), (?!...), (?<=...), (?<!...))"},
-	{regexp.MustCompile(`\\[1-9]|\\k<`), "a backreference (\\1, \\k<name>)"},
-	{regexp.MustCompile(`[*+?}]\+`), "a possessive quantifier (*+, ++, ?+)"},
-	{regexp.MustCompile(`\(\?>`), "an atomic group ((?>...))"},
-	{regexp.MustCompile(`\\[hHRXZG]`), "a Ruby-only escape (\\h, \\R, \\X, \\Z, \\G)"},
-	{regexp.MustCompile(`\(\?~`), "an absence operator ((?~...))"},
 }
 
 func rubyOnly(src string) string {
 	var hits []string
-	for _, c := range rubyConstructs {
+	for _, c := range rubyConstructs() {
 		if c.re.MatchString(src) {
 			hits = append(hits, c.name)
 		}

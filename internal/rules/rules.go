@@ -51,6 +51,19 @@ type Set struct {
 	DieQuietly    bool
 	ForwardSender string // envelope sender for forward actions; "" = agent default
 	Tests         []Test
+
+	// index serves Alias for a Set loaded from its compiled form, whose
+	// entries are decoded only when looked up (Aliases is then nil).
+	index *compiledIndex
+}
+
+// Alias returns the entry for key, or nil. Routing goes through it, so a
+// compiled Set decodes only the entries a delivery needs.
+func (s *Set) Alias(key string) *Entry {
+	if s.index != nil {
+		return s.index.lookup(key)
+	}
+	return s.Aliases[key]
 }
 
 // Rematch replaces a recipient that Pattern matches by Target.
@@ -62,9 +75,9 @@ type Rematch struct {
 
 // Entry is the action list under one key of aliases (or default).
 type Entry struct {
-	Key     string
-	Actions []*Action // empty: do nothing on purpose
-	Pos     Pos
+	Key     string    `json:"key"`
+	Actions []*Action `json:"actions"` // empty: do nothing on purpose
+	Pos     Pos       `json:"pos"`
 }
 
 // Action is one delivery step. Fields not used by Type are zero.
@@ -86,10 +99,10 @@ type Action struct {
 
 // Test is one routing expectation from the top-level tests: list.
 type Test struct {
-	Address string
-	Sender  string
-	Expect  string // a key, or an action summary such as "maildir:/var/mail/x"
-	Pos     Pos
+	Address string `json:"address"`
+	Sender  string `json:"sender,omitempty"`
+	Expect  string `json:"expect"` // a key, or an action summary such as "maildir:/var/mail/x"
+	Pos     Pos    `json:"pos"`
 }
 
 // Summary describes the action in one word-ish token, as logs, explain and
