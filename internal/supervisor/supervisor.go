@@ -106,6 +106,7 @@ func Run(ctx context.Context, opt Options) error {
 	if adv := rep.Advice(sp.Vmail.UID, sp.Vmail.GID); adv != "" {
 		s.logf("%s", adv)
 	}
+	s.ensureRescue(sp)
 	if err := s.ensureCertificate(); err != nil {
 		return err
 	}
@@ -387,6 +388,7 @@ func (s *Supervisor) reconfigure(why string) {
 		}
 	}
 	old, _ := filepath.EvalSymlinks(s.live)
+	s.ensureRescue(sp)
 	if err := s.renderAndSwap(sp); err != nil {
 		s.state = now
 		s.logf("REJECTED: %v; the running configuration stays", err)
@@ -401,12 +403,28 @@ func (s *Supervisor) reconfigure(why string) {
 	if now.certFingerprint != s.state.certFingerprint || now.keyStamp != s.state.keyStamp {
 		pf, dc = true, true // same paths, new certificate: services reread it on reload
 	}
-	s.spec, s.state = sp, now
+	s.state = s.stateAfter(now, s.spec, sp)
+	s.spec = sp
 	for _, w := range sp.Warnings {
 		s.logf("%s", w)
 	}
 	s.logf("applied: changed %s", orNone(changed))
 	s.reload(pf, dc)
+}
+
+// ensureRescue makes the rules' rescue directory, so a failure is rescued
+// rather than deferred (see EnsureRescueDir). A failure here only warns:
+// the agent then defers, which loses nothing.
+func (s *Supervisor) ensureRescue(sp *spec.Spec) {
+	if sp.Rules.Set == nil || sp.Rules.Set.Rescue == "" {
+		return
+	}
+	created, err := EnsureRescueDir(spec.MailRoot, sp.Rules.Set.Rescue, sp.Vmail.UID, sp.Vmail.GID)
+	if err != nil {
+		s.logf("warning: %v: failed deliveries will be deferred instead of rescued", err)
+	} else if len(created) > 0 {
+		s.logf("created the rescue directory %s", sp.Rules.Set.Rescue)
+	}
 }
 
 func orNone(l []string) string {

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"quietmx/internal/certs"
+	"quietmx/internal/spec"
 )
 
 // watchState is what the supervisor watches: the spec file, the files it
@@ -89,4 +90,27 @@ func (a watchState) changed(b watchState) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// stateAfter is the watch state to keep once sp replaced old: the snapshot
+// taken before sp was loaded (so an edit made while it loaded is still a
+// change at the next poll), plus the files only sp names (a rules_file the
+// spec now points to, a new password file), hashed now. Without those, the
+// next poll would see them "appear" and re-render for nothing, logging a
+// second "applied" that a script waiting for the real change would take
+// for it.
+func (s *Supervisor) stateAfter(before watchState, old, sp *spec.Spec) watchState {
+	saved := s.spec
+	s.spec = sp
+	fresh := s.snapshot()
+	s.spec = saved
+	for p := range fresh.files {
+		if h, ok := before.files[p]; ok {
+			fresh.files[p] = h
+		}
+	}
+	if old != nil && old.TLS.Cert == sp.TLS.Cert && old.TLS.Key == sp.TLS.Key {
+		fresh.certFingerprint, fresh.keyStamp = before.certFingerprint, before.keyStamp
+	}
+	return fresh
 }

@@ -20,7 +20,7 @@ func TestReloadDecisions(t *testing.T) {
 		postfix, dovecot bool
 	}{
 		{nil, false, false},
-		{[]string{render.RulesFile}, false, false}, // the agent reads it per message
+		{[]string{render.RulesFile}, false, false},  // the agent reads it per message
 		{[]string{render.PasswdFile}, false, false}, // Dovecot rereads its passwd-file
 		{[]string{render.MainCF}, true, false},
 		{[]string{render.MasterCF, render.RulesFile}, true, false},
@@ -78,3 +78,34 @@ func TestWatchStateChanges(t *testing.T) {
 }
 
 func timeNow() time.Time { return time.Now() }
+
+// A spec edit that starts using a rules_file: the state kept after applying
+// it already covers that file, so the next poll sees no change (before, it
+// saw the file "appear" and re-rendered for nothing, logging a second
+// "applied").
+func TestStateAfterNewRulesFile(t *testing.T) {
+	dir := t.TempDir()
+	specPath := filepath.Join(dir, "quietmx.yaml")
+	rulesPath := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(specPath, []byte("hostname: a\n"), 0o644)
+	os.WriteFile(rulesPath, []byte("default: []\n"), 0o644)
+	old := &spec.Spec{Rules: spec.Rules{Origin: "quietmx.yaml:3"}}
+	s := &Supervisor{opt: Options{SpecPath: specPath}, spec: old}
+	before := s.snapshot()
+	os.WriteFile(specPath, []byte("hostname: a\nrules_file: rules.yaml\n"), 0o644)
+	// An edit that lands while the new spec loads is still seen later.
+	edited := s.snapshot()
+	sp := &spec.Spec{Rules: spec.Rules{Origin: rulesPath}}
+	st := s.stateAfter(before, old, sp)
+	s.spec = sp
+	if got := s.snapshot().changed(st); !reflect.DeepEqual(got, []string{specPath}) {
+		t.Errorf("after applying: changed %v, want only the spec edited since the pre-load snapshot", got)
+	}
+	st = s.stateAfter(edited, old, sp)
+	if got := s.snapshot().changed(st); len(got) != 0 {
+		t.Errorf("after applying: changed %v, want nothing", got)
+	}
+	if _, ok := st.files[rulesPath]; !ok {
+		t.Errorf("the new rules_file is not watched: %v", st.files)
+	}
+}
