@@ -107,7 +107,8 @@ func Run(ctx context.Context, opt Options) error {
 		s.logf("%s", adv)
 	}
 	s.ensureRescue(sp)
-	if err := s.ensureCertificate(); err != nil {
+	firstStart, err := s.ensureCertificate()
+	if err != nil {
 		return err
 	}
 	t0 := time.Now()
@@ -137,7 +138,9 @@ func Run(ctx context.Context, opt Options) error {
 		return err
 	}
 	s.logf("Postfix and Dovecot answering after %v", time.Since(t0).Round(time.Millisecond))
-	s.banner(rep.Created)
+	// A new certificate on the state volume means a first start: show how
+	// to test.
+	s.banner(firstStart || rep.Created)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -219,19 +222,20 @@ func listening(addr string) error {
 }
 
 // ensureCertificate gives Postfix and Dovecot a certificate to start with.
-func (s *Supervisor) ensureCertificate() error {
+func (s *Supervisor) ensureCertificate() (generated bool, err error) {
 	t := s.spec.TLS
 	switch t.Mode {
 	case spec.TLSFiles:
 		if err := certs.CheckPair(t.Cert, t.Key); err != nil {
-			return fmt.Errorf("tls files: %w", err)
+			return false, fmt.Errorf("tls files: %w", err)
 		}
 	default:
 		// self-signed, and certbot until its first certificate arrives
 		made, err := certs.EnsureSelfSigned(t.Cert, t.Key, s.spec.Hostname, time.Now())
 		if err != nil {
-			return fmt.Errorf("self-signed certificate: %w", err)
+			return false, fmt.Errorf("self-signed certificate: %w", err)
 		}
+		generated = made
 		if made {
 			s.logf("generated a self-signed certificate for %s in %s", s.spec.Hostname, t.Cert)
 		}
@@ -239,7 +243,7 @@ func (s *Supervisor) ensureCertificate() error {
 	if info, err := certs.Read(t.Cert); err == nil {
 		s.logf("certificate %s: %s, %d days left, sha256 %s", t.Cert, strings.Join(info.DNSNames, ","), certs.DaysLeft(info, time.Now()), info.Fingerprint)
 	}
-	return nil
+	return generated, nil
 }
 
 // renderAndSwap renders sp into a fresh generation, validates it with the
