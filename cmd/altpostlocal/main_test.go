@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
-	"strconv"
+	"quietmx/internal/scripttest"
 	"strings"
 	"testing"
 
@@ -24,55 +21,10 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"status": cmdStatus,
+			"status": scripttest.Status("ALTPOSTLOCAL_", "PATH", "HOME", "ALTPOSTLOCAL_CONFIG"),
 			"subst":  cmdSubst,
 		},
 	})
-}
-
-// status N [<FILE] PROGRAM ARGS... runs PROGRAM and fails unless it exits
-// with exactly N: `! exec` only means non-zero, and 1 against 75 is a bounce
-// against a retry.
-func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) < 2 {
-		ts.Fatalf("usage: status N [<FILE] program args...")
-	}
-	want, err := strconv.Atoi(args[0])
-	if err != nil {
-		ts.Fatalf("status: %v", err)
-	}
-	args = args[1:]
-	var stdin []byte
-	if strings.HasPrefix(args[0], "<") {
-		stdin = []byte(ts.ReadFile(strings.TrimPrefix(args[0], "<")))
-		args = args[1:]
-	}
-	path, err := exec.LookPath(args[0])
-	if err != nil {
-		path = ts.MkAbs(args[0])
-	}
-	cmd := exec.Command(path, args[1:]...)
-	cmd.Dir = ts.Getenv("WORK")
-	cmd.Env = os.Environ()
-	for _, kv := range []string{"PATH", "ALTPOSTLOCAL_CONFIG", "HOME"} {
-		cmd.Env = append(cmd.Env, kv+"="+ts.Getenv(kv))
-	}
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	got := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		got = ee.ExitCode()
-	} else if err != nil {
-		ts.Fatalf("status: %v", err)
-	}
-	_, _ = ts.Stdout().Write(out.Bytes())
-	_, _ = ts.Stderr().Write(errb.Bytes())
-	if got != want {
-		ts.Fatalf("%s exited %d, want %d\nstdout: %s\nstderr: %s", args[0], got, want, out.String(), errb.String())
-	}
 }
 
 // subst FILE... replaces $WORK in files with the script's work directory
