@@ -2,11 +2,12 @@ package main
 
 import (
 	"os"
-	"quietmx/internal/scripttest"
 	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"quietmx/internal/scripttest"
 )
 
 func TestMain(m *testing.M) {

@@ -117,7 +117,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "altpostlocal explain: %v\n", err)
 		return 1
 	}
-	reports := explain.Explain(loaded.Set, *sender, fs.Args(), *sendmail, forwardSenderFor(loaded.Set, *fwd))
+	reports := explain.Explain(loaded.Set, *sender, fs.Args(), *sendmail, *fwd)
 	for i := range reports {
 		reports[i].Stale = loaded.Reason
 		if reports[i].Sender == "" {
@@ -133,18 +133,6 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// forwardSenderFor mirrors delivery's choice for display; delivery itself
-// falls back to postmaster@<recipient domain> per recipient.
-func forwardSenderFor(set *rules.Set, flagValue string) string {
-	if set.ForwardSender != "" {
-		return set.ForwardSender
-	}
-	if flagValue != "" {
-		return flagValue
-	}
-	return "postmaster@<recipient domain>"
 }
 
 func cmdCompile(args []string, stdout, stderr io.Writer) int {

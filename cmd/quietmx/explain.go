@@ -49,11 +49,7 @@ func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		set, stale = loaded.Set, loaded.Reason
 	}
-	fwd := set.ForwardSender
-	if fwd == "" {
-		fwd = "postmaster@<recipient domain>"
-	}
-	reports := explain.Explain(set, *sender, fs.Args(), "/usr/sbin/sendmail", fwd)
+	reports := explain.Explain(set, *sender, fs.Args(), "/usr/sbin/sendmail", "")
 	for i := range reports {
 		reports[i].Stale = stale
 	}

@@ -2,10 +2,11 @@ package main
 
 import (
 	"os"
-	"quietmx/internal/scripttest"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"quietmx/internal/scripttest"
 )
 
 func TestMain(m *testing.M) {

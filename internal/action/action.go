@@ -79,6 +79,24 @@ func Run(ctx context.Context, a *rules.Action, d *Delivery) (Result, error) {
 	return Result{}, fmt.Errorf("unknown action type %q", a.Type)
 }
 
+// ForwardSender is the envelope sender of a forward for recipient rcpt:
+// the rule file's forward_sender, else the agent's -forward-sender, else
+// postmaster@<rcpt's domain>. Always a local address, so a far-side
+// rejection comes back to us (and is routed by our own rules), never to
+// the original sender.
+func ForwardSender(fromRules, fromFlag, rcpt string) string {
+	switch {
+	case fromRules != "":
+		return fromRules
+	case fromFlag != "":
+		return fromFlag
+	}
+	if _, domain, ok := strings.Cut(rcpt, "@"); ok && domain != "" {
+		return "postmaster@" + domain
+	}
+	return "postmaster"
+}
+
 // Expand replaces an argument that is exactly ${sender} or ${recipient}.
 // Substrings stay literal, as in the original.
 func Expand(arg string, d *Delivery) string {

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"quietmx/internal/action"
@@ -184,7 +183,7 @@ func (r *runner) recipient(rcpt string) (Record, error) {
 	}
 	d := &action.Delivery{
 		Sender: r.req.Sender, Recipient: plan.Rewritten, Recipients: r.req.Recipients,
-		Message: r.req.Message, Sendmail: r.cfg.Sendmail, ForwardSender: r.forwardSender(plan.Rewritten),
+		Message: r.req.Message, Sendmail: r.cfg.Sendmail, ForwardSender: action.ForwardSender(r.set.ForwardSender, r.cfg.ForwardSender, plan.Rewritten),
 	}
 	rec.Outcome = Dropped
 	for i, pl := range plan.Actions {
@@ -233,21 +232,6 @@ func (r *runner) runPlanned(pl route.Planned, d *action.Delivery, logs *[]Action
 
 func keeps(a *rules.Action) bool {
 	return a.Type != rules.TypeNothing && a.Type != rules.TypeDiscard
-}
-
-func (r *runner) forwardSender(rcpt string) string {
-	switch {
-	case r.set.ForwardSender != "":
-		return r.set.ForwardSender
-	case r.cfg.ForwardSender != "":
-		return r.cfg.ForwardSender
-	}
-	// A local address, so a far-side rejection comes back to us (and is
-	// routed by our own rules), never to the original sender.
-	if _, domain, ok := strings.Cut(rcpt, "@"); ok && domain != "" {
-		return "postmaster@" + domain
-	}
-	return "postmaster"
 }
 
 // rescue saves the message after failure and says how the call ends.

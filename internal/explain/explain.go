@@ -42,13 +42,15 @@ type Step struct {
 	OnFailure string   `json:"on_failure"` // where a failure goes when onerror does not help
 }
 
-// Explain routes each address and builds its report.
-func Explain(set *rules.Set, sender string, addresses []string, sendmail, forwardSender string) []Report {
+// Explain routes each address and builds its report. sendmail and
+// forwardFlag are the agent's -sendmail and -forward-sender, so forwards
+// show the exact command delivery would run.
+func Explain(set *rules.Set, sender string, addresses []string, sendmail, forwardFlag string) []Report {
 	var out []Report
 	for _, addr := range addresses {
 		plan := route.Resolve(set, addr)
 		r := Report{Address: addr, Sender: sender, Recipient: plan.Rewritten, Steps: plan.Steps, Key: plan.Key}
-		d := &action.Delivery{Sender: sender, Recipient: plan.Rewritten, Sendmail: sendmail, ForwardSender: forwardSender}
+		d := &action.Delivery{Sender: sender, Recipient: plan.Rewritten, Sendmail: sendmail, ForwardSender: action.ForwardSender(set.ForwardSender, forwardFlag, plan.Rewritten)}
 		fallback := rescueText(set)
 		for _, pl := range plan.Actions {
 			r.Actions = append(r.Actions, step(pl, d, fallback))
