@@ -10,8 +10,8 @@
 # 4 KiB message on stdin, every variant once per round, rotating. Variants:
 #
 #   true               /bin/true: fork+exec of a C binary
-#   go-noop            trivialpipe -noop: a static Go binary that only reads stdin
-#   trivial            trivialpipe: + the durable Maildir write (variant c's agent)
+#   go-noop            floor -noop: a static Go binary that only reads stdin
+#   trivial            floor (agent argv form): + the durable Maildir write (variant c's agent)
 #   agent-small        the agent, small rules, logging to /dev/log (variant a)
 #   agent-small-nolog  the same with -log /dev/null
 #   agent-large        the agent, 2,000 aliases + 20 rematch (variant b)
@@ -51,7 +51,7 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 mkdir -p "$work/bin" "$work/spec"
 chmod 0755 "$work" "$work/bin" "$work/spec"
-CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$work/bin/" ./e2e/bench/execcost ./e2e/bench/trivialpipe
+CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$work/bin/" ./e2e/bench/execcost ./internal/maildir/testdata/floor
 "$GO" run ./e2e/bench/throughput -print-spec > "$work/spec/quietmx.yaml"
 printf 'bench-secret\n' > "$work/spec/password"
 chmod 0644 "$work/spec/"*
@@ -102,8 +102,8 @@ docker exec "$name" sh -c "altpostlocal check -c $live | tail -1; altpostlocal c
 flags="-deadline 300s -q DIAG -f sender@outside.example"
 cat > "$work/bin/spec.txt" <<EOF
 true               /bin/true
-go-noop            /bench/trivialpipe -noop
-trivial            /bench/trivialpipe -c x $flags -- user0001@bench.example
+go-noop            /bench/floor -noop
+trivial            /bench/floor -c x $flags -- user0001@bench.example
 agent-small        /usr/local/bin/altpostlocal -c /etc/quietmx/bench/small.yaml $flags -- user0001@bench.example
 agent-small-nolog  /usr/local/bin/altpostlocal -c /etc/quietmx/bench/small.yaml -log /dev/null $flags -- user0001@bench.example
 agent-large        /usr/local/bin/altpostlocal -c $live $flags -- user0001@bench.example

@@ -8,7 +8,7 @@
 //	a  our agent, the default generated rule file (one mailbox)
 //	b  our agent, a rule file with 2,000 aliases and 20 rematch regexps
 //	c  the trivial-pipe baseline: the same pipe(8) service, with the agent
-//	   replaced by e2e/bench/trivialpipe (bind-mounted over
+//	   replaced by internal/maildir/testdata/floor (bind-mounted over
 //	   /usr/local/bin/altpostlocal): read stdin, tmp → fsync → link → fsync
 //	d  stock Postfix virtual(8), for context: in the running container
 //	   (a throw-away one) postconf moves the domain from mydestination to
@@ -273,7 +273,7 @@ func problemStr(p string) string {
 	return "  PROBLEMS: " + p
 }
 
-// buildTrivial builds e2e/bench/trivialpipe, static, for the bind mount.
+// buildTrivial builds internal/maildir/testdata/floor, static, for the bind mount.
 func (b *bench) buildTrivial() error {
 	goCmd := b.cfg.goCmd
 	if goCmd == "" {
@@ -283,11 +283,11 @@ func (b *bench) buildTrivial() error {
 			goCmd = "/usr/local/go/bin/go"
 		}
 	}
-	b.trivial = filepath.Join(b.tmp, "trivialpipe")
-	cmd := exec.Command(goCmd, "build", "-trimpath", "-ldflags", "-s -w -X main.maildir="+mailDir, "-o", b.trivial, "quietmx/e2e/bench/trivialpipe")
+	b.trivial = filepath.Join(b.tmp, "floor")
+	cmd := exec.Command(goCmd, "build", "-trimpath", "-ldflags", "-s -w -X main.maildir="+mailDir, "-o", b.trivial, "./internal/maildir/testdata/floor")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build trivialpipe: %v\n%s", err, out)
+		return fmt.Errorf("build floor: %v\n%s", err, out)
 	}
 	return os.Chmod(b.trivial, 0o755)
 }

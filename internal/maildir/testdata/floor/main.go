@@ -3,7 +3,14 @@
 // it runs as a process of its own, as the agent does under Postfix's
 // pipe(8).
 //
-//	floor MAILDIR <MESSAGE
+//	floor MAILDIR <MESSAGE      the agent benchmark (cmd/altpostlocal)
+//	floor -c ... -- RCPT <MSG   bind-mounted over the agent: the trivial-pipe
+//	                            baseline of e2e/bench/throughput, delivering
+//	                            to the Maildir fixed at build time
+//	                            (-ldflags "-X main.maildir=DIR"), since
+//	                            pipe(8) passes no environment
+//	floor -noop <MESSAGE        only read stdin: the cost of a Go process
+//	                            (e2e/bench/diag.sh)
 //
 // It reads the whole message from stdin, then does the bare durable write
 // that package maildir does: create a uniquely named file in MAILDIR/tmp,
@@ -25,12 +32,24 @@ import (
 	"time"
 )
 
+// maildir is where the agent's argv form delivers; set with -ldflags -X.
+var maildir = "/var/mail/vmail/bench.example/me/Maildir"
+
 func main() {
-	if len(os.Args) != 2 {
+	dir := maildir
+	switch {
+	case len(os.Args) < 2:
 		os.Stderr.WriteString("usage: floor MAILDIR <MESSAGE\n")
 		os.Exit(75)
+	case os.Args[1] == "-noop":
+		if _, err := io.Copy(io.Discard, os.Stdin); err != nil {
+			os.Exit(75)
+		}
+		return
+	case len(os.Args) == 2 && os.Args[1][0] != '-':
+		dir = os.Args[1]
 	}
-	if err := deliver(os.Args[1], os.Stdin); err != nil {
+	if err := deliver(dir, os.Stdin); err != nil {
 		os.Stderr.WriteString("floor: " + err.Error() + "\n")
 		os.Exit(75)
 	}
