@@ -39,6 +39,7 @@ import (
 	"os/user"
 	"path"
 	"path/filepath"
+	"quietmx/internal/atomicfile"
 	"strconv"
 	"strings"
 	"text/template"
@@ -326,7 +327,7 @@ func writeFile(root string, f File) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	if err := rules.WriteFileAtomic(p, f.Data, f.Mode); err != nil {
+	if err := atomicfile.Write(p, f.Data, f.Mode); err != nil {
 		return fmt.Errorf("render %s: %w", f.Path, err)
 	}
 	if f.Group != "" && os.Geteuid() == 0 {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"quietmx/internal/atomicfile"
 	"slices"
 	"sort"
 )
@@ -49,7 +50,7 @@ func Compile(path string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("compile %s: %w", path, err)
 	}
-	return WriteFileAtomic(CompiledPath(path), out, 0o644)
+	return atomicfile.Write(CompiledPath(path), out, 0o644)
 }
 
 func encodeCompiled(set *Set, sum [32]byte) ([]byte, error) {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"quietmx/internal/atomicfile"
 	"strings"
 )
 
@@ -85,48 +85,11 @@ func Install(path string, data []byte) error {
 	if set == nil || findings.HasErrors() {
 		return fmt.Errorf("not installed: %w", findings.Err())
 	}
-	if err := WriteFileAtomic(path, data, 0o644); err != nil {
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(LastValidPath(path), data, 0o644); err != nil {
+	if err := atomicfile.Write(LastValidPath(path), data, 0o644); err != nil {
 		return err
 	}
 	return Compile(path, data)
-}
-
-// WriteFileAtomic replaces path with data: write a temp file in the same
-// directory, fsync, rename over path, fsync the directory. Readers see the
-// old file or the new one, never a half-written one.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
