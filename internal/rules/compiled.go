@@ -43,7 +43,9 @@ type rematch struct {
 // Compile writes the compiled form of data (which must parse) beside path.
 func Compile(path string, data []byte) error {
 	set, findings := Parse(path, data)
-	if set == nil {
+	if set == nil || findings.HasErrors() {
+		// Delivery trusts a compiled form without parsing: only a valid
+		// file may have one.
 		return fmt.Errorf("cannot compile: %w", findings.Err())
 	}
 	out, err := encodeCompiled(set, sha256.Sum256(data))

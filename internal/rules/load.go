@@ -66,7 +66,10 @@ func loadOne(file, live string) (loadedSet, Findings, error) {
 		return loadedSet{set, true}, nil, nil
 	}
 	set, findings := Parse(file, data)
-	if set == nil {
+	if set == nil || findings.HasErrors() {
+		// Any error makes the file invalid, exactly as check reports it:
+		// a half-understood file (a misread die_quietly, an action typo)
+		// must not route mail while the last valid one can.
 		var msgs []string
 		for _, f := range findings.Errors() {
 			msgs = append(msgs, f.String())

@@ -449,3 +449,166 @@ func TestTruncatedCompiledFormIgnored(t *testing.T) {
 		}
 	}
 }
+
+// Booleans are exactly the unquoted YAML 1.1 words, in any case; anything
+// else is an error, never a guess (a quoted "false" once read as true made
+// die_quietly lose mail).
+func TestBooleans(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  bool
+		err   string // "" = accepted
+	}{
+		// The full word list is yamlconf's test; these show each key uses it.
+		{"True", true, ""}, {"YES", true, ""}, {"on", true, ""}, {"Off", false, ""}, {"no", false, ""}, {"", false, ""},
+		{`"false"`, false, `got "false" (a quoted string)`},
+		{"0", false, "got 0 (a number)"},
+		{"1", false, "got 1 (a number)"},
+		{"y", false, `got "y"`},
+		{"[true]", false, "got a list"},
+	} {
+		for _, key := range []string{"die_quietly", "rescue_json", "junk"} {
+			t.Run(key+"="+tc.value, func(t *testing.T) {
+				src := "rescue: /r\n" + key + ": " + tc.value + "\naliases:\n  a: {type: maildir, value: /m}\n"
+				get := func(s *rules.Set) bool {
+					switch key {
+					case "die_quietly":
+						return s.DieQuietly
+					case "rescue_json":
+						return s.RescueJSON
+					}
+					return s.Aliases["a"].Actions[0].Junk
+				}
+				if key == "junk" {
+					src = "rescue: /r\naliases:\n  a: {type: maildir, value: /m, junk: " + tc.value + "}\n"
+				}
+				set, fs := parse(t, src)
+				if set == nil {
+					t.Fatalf("no set: %v", fs)
+				}
+				if tc.err == "" {
+					if fs.HasErrors() || get(set) != tc.want {
+						t.Errorf("%s: %v = %v, want %v (%v)", key, tc.value, get(set), tc.want, fs)
+					}
+					return
+				}
+				want := "want true or false (also yes/no, on/off, unquoted), " + tc.err
+				line := 2
+				if key == "junk" {
+					line = 3
+				}
+				if !hasFinding(fs, rules.Error, line, want) {
+					t.Errorf("findings %v; want an error on line %d: %q", fs, line, want)
+				}
+				if get(set) {
+					t.Errorf("a refused boolean must not read as true")
+				}
+			})
+		}
+	}
+}
+
+// writeRules installs good as the last valid rules, then puts bad live.
+func writeRules(t *testing.T, good, bad string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "r.yaml")
+	if good != "" {
+		if err := rules.Install(path, []byte(good)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// A file with any error is invalid at delivery, as check reports it: Load
+// uses the last valid rules (stale, with the reason), else fails with
+// ErrRulesInvalid so the agent defers. Never half-understood rules.
+func TestLoadRefusesAnyError(t *testing.T) {
+	const good = "default: {type: maildir, value: /m/good}\n"
+	for _, tc := range []struct{ name, bad, reason string }{
+		{"quoted die_quietly", "die_quietly: \"false\"\ndefault: {type: maildir, value: /m/new}\n",
+			`r.yaml:1:14: die_quietly: want true or false (also yes/no, on/off, unquoted), got "false" (a quoted string)`},
+		{"numeric die_quietly", "die_quietly: 0\ndefault: {type: discard}\n", "got 0 (a number)"},
+		{"alias: for aliases:", "alias:\n  me: {type: maildir, value: /m/me}\ndefault: {type: discard}\n",
+			`r.yaml:1:1: alias: unknown key "alias" (did you mean aliases?)`},
+		{"action typo", "default: {type: maildri, value: /m/new}\n", `unknown action "maildri"`},
+		{"flow mapping left open", "rescue: /r\nrescue_json: yes\ndie_quietly: no\ndefault: {type: discard\n",
+			"r.yaml:4:10: YAML syntax: did not find expected ',' or '}'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeRules(t, good, tc.bad)
+			loaded, err := rules.Load(path)
+			if err != nil {
+				t.Fatalf("Load with a snapshot: %v", err)
+			}
+			if !loaded.Stale || loaded.Set.Default.Actions[0].Value != "/m/good" || !strings.Contains(loaded.Reason, tc.reason) {
+				t.Errorf("want the last valid rules, stale, reason containing %q; got stale=%v reason=%q", tc.reason, loaded.Stale, loaded.Reason)
+			}
+			if loaded.Set.DieQuietly {
+				t.Errorf("die_quietly must not be true")
+			}
+			path = writeRules(t, "", tc.bad)
+			if _, err := rules.Load(path); !errors.Is(err, rules.ErrRulesInvalid) || !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("no snapshot: err = %v, want ErrRulesInvalid naming %q", err, tc.reason)
+			}
+			// Nor may a compiled form be made of it (delivery trusts one unparsed).
+			if err := rules.Compile(path, []byte(tc.bad)); err == nil {
+				t.Errorf("Compile accepted an invalid file")
+			}
+		})
+	}
+}
+
+// Top-level keys: a near miss of a real key is an error with a did-you-mean;
+// any other extra key (anchors:, x-...) is ignored, as in the original.
+func TestTopLevelKeys(t *testing.T) {
+	for _, tc := range []struct{ key, want string }{
+		{"alias", "aliases"}, {"Aliases", "aliases"}, {"defualt", "default"}, {"rescu", "rescue"},
+		{"die_quietely", "die_quietly"}, {"dieQuietly", "die_quietly"}, {"rescue-json", "rescue_json"},
+		{"extention", "extension"}, {"rematches", "rematch"}, {"test", "tests"}, {"forward_senders", "forward_sender"},
+	} {
+		_, fs := parse(t, tc.key+": x\ndefault: {type: discard}\n")
+		want := `r.yaml:1:1: ` + tc.key + `: unknown key "` + tc.key + `" (did you mean ` + tc.want + `?)`
+		if !hasFinding(fs, rules.Error, 1, want) {
+			t.Errorf("%s: findings %v; want %q", tc.key, fs, want)
+		}
+	}
+	for _, key := range []string{"anchors", "x-foo", "templates", "_common", "123", "yes", "comment"} {
+		if _, fs := parse(t, key+":\n  - &a {type: discard}\ndefault: *a\n"); len(fs) != 0 {
+			t.Errorf("%s: must be accepted silently: %v", key, fs)
+		}
+	}
+}
+
+// A key defined twice is a warning naming both lines; the last one wins.
+func TestDuplicateKeys(t *testing.T) {
+	set, fs := parse(t, "rescue: /a\naliases:\n  a: {type: discard}\n  a: {type: nothing, type: maildir, value: /m}\nrescue: /b\n")
+	if set == nil || fs.HasErrors() {
+		t.Fatalf("duplicates must not be errors: %v", fs)
+	}
+	if set.Rescue != "/b" || set.Aliases["a"].Actions[0].Type != "maildir" {
+		t.Errorf("the last one must win: rescue=%q a=%+v", set.Rescue, set.Aliases["a"].Actions[0])
+	}
+	for _, want := range []string{
+		`r.yaml:5:1: warning: key "rescue" is defined more than once (first at line 1); the last one wins`,
+		`r.yaml:4:3: warning: aliases: key "a" is defined more than once (first at line 3); the last one wins`,
+		`r.yaml:4:22: warning: aliases."a": key "type" is defined more than once (first at line 4); the last one wins`,
+	} {
+		if !hasFinding(fs, rules.Warning, 0, want) {
+			t.Errorf("findings %v; want %q", fs, want)
+		}
+	}
+}
+
+// A YAML syntax error names the line it is on: a flow mapping left open on
+// line 4 is reported at line 4, with the column of its brace.
+func TestSyntaxErrorPosition(t *testing.T) {
+	_, fs := parse(t, "rescue: /r\naliases:\n  a: {type: discard}\n  b: {type: maildir, value: /m\n  c: {type: discard}\n")
+	want := "r.yaml:4:6: YAML syntax: did not find expected ',' or '}'"
+	if len(fs) != 1 || fs[0].String() != want {
+		t.Errorf("findings %v; want exactly %q", fs, want)
+	}
+}

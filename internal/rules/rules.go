@@ -2,22 +2,25 @@
 // immutable, compiled *Set (regexps compiled, actions typed) plus every
 // problem found, each with its line and column.
 //
-// Two kinds of error exist. A fatal error (YAML syntax, a top-level value of
-// the wrong type, a regexp that does not compile, an extension that can
-// match the empty string, an alias bomb) means the file cannot route
-// anything: Parse returns a nil Set and delivery defers or falls back to the
-// last valid rules. An error inside one action (unknown type, missing field,
-// relative path) leaves the Set usable: that action carries a Problem and
-// fails when it runs, so only mail routed to it is rescued. Both are errors
-// for `altpostlocal check`.
+// Any error makes a rule file invalid: `altpostlocal check` exits 1, and
+// delivery uses the last valid snapshot or defers (Load). A fatal error
+// (YAML syntax, a top-level value of the wrong type, a regexp that does not
+// compile, an extension that can match the empty string, an alias bomb)
+// also means Parse returns a nil Set, so check cannot test routing. After
+// an error inside one action (unknown type, missing field, relative path)
+// the Set is kept for check's deeper tests, and that action carries a
+// Problem that fails it should it ever run.
+//
+// The YAML layer (aliases, << merges, duplicate keys, booleans, unknown
+// keys, diagnostics) is package yamlconf's, shared with the spec.
 //
 // DIAGNOSTICS
 // Every finding names FILE:LINE:COL and a path such as
 // aliases."foo@example.com"[1].type.
 //
 // SECURITY
-// YAML aliases are expanded with a budget, so an alias bomb ("billion
-// laughs") is refused in milliseconds instead of exhausting memory.
+// YAML aliases are expanded with yamlconf's budget, so an alias bomb
+// ("billion laughs") is refused in milliseconds instead of exhausting memory.
 package rules
 
 import (

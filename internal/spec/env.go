@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/caarlos0/env/v11"
+
+	"quietmx/internal/yamlconf"
 )
 
 // EnvPrefix starts every variable the spec reads.
@@ -62,7 +64,7 @@ func (l *loader) applyEnv() {
 	var e envVars
 	if err := env.ParseWithOptions(&e, env.Options{Prefix: EnvPrefix, Environment: l.environ}); err != nil {
 		// Only strings are parsed, so this cannot happen; report it anyway.
-		l.problems = append(l.problems, &Problem{Msg: fmt.Sprintf("environment: %v", err)})
+		l.report(Problem{Msg: fmt.Sprintf("environment: %v", err)})
 		return
 	}
 	l.unknownEnv()
@@ -88,7 +90,7 @@ func (l *loader) applyEnv() {
 			return
 		}
 		l.setEnv(path, name(n))
-		b, ok := parseBool(*v)
+		b, ok := envBool(*v)
 		if !ok {
 			l.problem(path, "want true or false, got %q", *v)
 			return
@@ -141,7 +143,7 @@ func (l *loader) applyEnv() {
 			n   string
 		}{{e.PasswordFile, "PASSWORD_FILE"}, {e.PasswordHash, "PASSWORD_HASH"}, {e.Maildir, "MAILDIR"}} {
 			if v.val != nil {
-				l.problems = append(l.problems, &Problem{Env: name(v.n), Msg: "needs QUIETMX_MAILBOX (the login it belongs to)"})
+				l.report(Problem{Env: name(v.n), Msg: "needs QUIETMX_MAILBOX (the login it belongs to)"})
 			}
 		}
 	}
@@ -180,9 +182,9 @@ func (l *loader) unknownEnv() {
 	sort.Strings(unknown)
 	for _, k := range unknown {
 		msg := "unknown variable, ignored"
-		if s := suggest(k, names); s != "" {
+		if s := yamlconf.Suggest(k, names); s != "" {
 			msg += fmt.Sprintf(" (did you mean %s?)", s)
 		}
-		l.warn(&Problem{Env: k, Msg: msg})
+		l.warn(Problem{Env: k, Msg: msg})
 	}
 }

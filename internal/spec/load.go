@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"quietmx/internal/yamlconf"
 )
 
 // LoadFile reads the spec file at path (relative paths inside it are
@@ -37,7 +39,7 @@ func Load(file string, data []byte, environ map[string]string) (*Spec, error) {
 		environ = processEnv()
 	}
 	l := &loader{
-		file:    file,
+		Doc:     yamlconf.New(file),
 		dir:     filepath.Dir(file),
 		src:     data,
 		environ: environ,
@@ -49,16 +51,29 @@ func Load(file string, data []byte, environ map[string]string) (*Spec, error) {
 		l.parseYAML()
 		if l.fatal {
 			// Nothing else can be trusted: report the syntax error alone.
-			return nil, errors.Join(l.problems...)
+			return nil, l.errs()
 		}
 	}
 	l.applyEnv()
 	l.validate()
-	if len(l.problems) > 0 {
-		return nil, errors.Join(l.problems...)
+	if l.Diags.HasErrors() {
+		return nil, l.errs()
 	}
-	l.s.Warnings = l.warnings
+	for _, d := range l.Diags {
+		l.s.Warnings = append(l.s.Warnings, d.String())
+	}
 	return &l.s, nil
+}
+
+// errs joins the errors found, each one a *Problem.
+func (l *loader) errs() error {
+	var errs []error
+	for i := range l.Diags {
+		if l.Diags[i].Severity == yamlconf.Error {
+			errs = append(errs, &l.Diags[i])
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func processEnv() map[string]string {
@@ -72,18 +87,17 @@ func processEnv() map[string]string {
 }
 
 // loader holds one Load's state. Values go straight into s; where records
-// which fields were set, and from which YAML node or variable.
+// which fields were set, and from which YAML node or variable. The Doc
+// walks the YAML and holds every problem and warning, in the order found.
 type loader struct {
-	file, dir string
-	src       []byte
-	environ   map[string]string
-	s         Spec
-	where     map[string]origin
-	problems  []error
-	bad       map[string]bool // fields with a problem already: no follow-on problems
-	fatal     bool            // the YAML could not be read at all
-	warnings  []string
-	budget    int
+	*yamlconf.Doc
+	dir     string
+	src     []byte
+	environ map[string]string
+	s       Spec
+	where   map[string]origin
+	bad     map[string]bool // fields with a problem already: no follow-on problems
+	fatal   bool            // the YAML could not be read at all
 
 	rulesKey, rulesNode *yaml.Node // inline rules:, if any
 	rulesFile           string     // rules_file:, or QUIETMX_RULES_FILE
@@ -93,24 +107,27 @@ type loader struct {
 // problem records a problem with field path, placed at the origin of the
 // field or of its nearest parent that has one.
 func (l *loader) problem(path, format string, args ...any) {
-	p := &Problem{Path: path, Msg: fmt.Sprintf(format, args...)}
+	p := Problem{Path: path, Msg: fmt.Sprintf(format, args...)}
 	for q := path; ; q = parent(q) {
 		if o, ok := l.where[q]; ok {
 			if o.env != "" {
 				p.Env = o.env
 			} else {
-				p.File, p.Line, p.Col = l.file, o.line, o.col
+				p.File, p.Line, p.Col = l.File, o.line, o.col
 			}
 			break
 		}
 		if q == "" {
-			p.File = l.file
+			p.File = l.File
 			break
 		}
 	}
-	l.problems = append(l.problems, p)
+	l.report(p)
 	l.bad[path] = true
 }
+
+// report records a problem (an error unless its Severity says otherwise).
+func (l *loader) report(p Problem) { l.Diags = append(l.Diags, p) }
 
 // failed reports whether field path already has a problem.
 func (l *loader) failed(path string) bool { return l.bad[path] }
@@ -127,11 +144,14 @@ func (l *loader) failedUnder(path string) bool {
 
 // problemAt records a problem at a YAML node.
 func (l *loader) problemAt(n *yaml.Node, path, format string, args ...any) {
-	l.problems = append(l.problems, &Problem{File: l.file, Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+	l.Errorf(n, path, format, args...)
 	l.bad[path] = true
 }
 
-func (l *loader) warn(p *Problem) { l.warnings = append(l.warnings, "warning: "+p.Error()) }
+func (l *loader) warn(p Problem) {
+	p.Severity = yamlconf.Warning
+	l.report(p)
+}
 
 // set records that field path came from node n.
 func (l *loader) set(path string, n *yaml.Node) { l.where[path] = origin{line: n.Line, col: n.Column} }
@@ -142,24 +162,14 @@ func (l *loader) has(path string) bool { _, ok := l.where[path]; return ok }
 
 // ---- YAML ----
 
-// expansionBudget caps the nodes one Load visits through aliases, so an
-// alias bomb is refused instead of exhausting memory.
-const expansionBudget = 1_000_000
-
 func (l *loader) parseYAML() {
-	l.budget = expansionBudget
-	var doc yaml.Node
-	if err := yaml.Unmarshal(l.src, &doc); err != nil {
-		l.yamlError(err)
+	root, ok := l.Decode(l.src)
+	if !ok {
 		l.fatal = true
 		return
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
+	if root == nil {
 		return // an empty file: everything from the environment
-	}
-	root := l.resolve(doc.Content[0])
-	if isNull(root) {
-		return
 	}
 	if root.Kind != yaml.MappingNode {
 		l.problemAt(root, "", "the spec must be a mapping of keys (hostname, domains, tls, mailboxes, rules, ...)")
@@ -167,8 +177,8 @@ func (l *loader) parseYAML() {
 		return
 	}
 	for _, kv := range l.pairs(root, "") {
-		name := kv.key.Value
-		v := l.resolve(kv.val)
+		name := kv.Key.Value
+		v := l.Resolve(kv.Val)
 		switch name {
 		case "hostname":
 			l.str(v, name, &l.s.Hostname)
@@ -182,8 +192,8 @@ func (l *loader) parseYAML() {
 			l.parseMailboxes(v)
 		case "rules":
 			if !isNull(v) {
-				l.rulesKey, l.rulesNode = kv.key, kv.val
-				l.set("rules", kv.key)
+				l.rulesKey, l.rulesNode = kv.Key, kv.Val
+				l.set("rules", kv.Key)
 			}
 		case "rules_file":
 			l.str(v, name, &l.rulesFile)
@@ -197,7 +207,7 @@ func (l *loader) parseYAML() {
 			if strings.HasPrefix(name, "x-") {
 				continue // extension keys hold YAML anchors, as in compose files
 			}
-			l.unknownKey(kv.key, "", topKeys)
+			l.UnknownKey(kv.Key, "", topKeys)
 		}
 	}
 }
@@ -211,146 +221,32 @@ var (
 	outboundKeys = []string{"relayhost", "username", "password_file"}
 )
 
-func join(prefix, key string) string {
-	if prefix == "" {
-		return key
+// pairs returns a mapping's entries (see yamlconf.Doc.Pairs); the spec's
+// keys must be plain strings.
+func (l *loader) pairs(n *yaml.Node, path string) []yamlconf.Pair {
+	kvs, err := l.Pairs(n, path)
+	if err != nil {
+		l.problemAt(n, path, "%v", err)
+		return nil
 	}
-	return prefix + "." + key
-}
-
-func (l *loader) unknownKey(k *yaml.Node, prefix string, want []string) {
-	msg := "unknown key (want " + strings.Join(want, ", ") + ")"
-	if s := suggest(k.Value, want); s != "" {
-		msg = fmt.Sprintf("unknown key; did you mean %s?", s)
-	}
-	l.problemAt(k, join(prefix, k.Value), "%s", msg)
-}
-
-// yamlError turns a yaml.v3 syntax error ("yaml: line 3: ...") into a
-// positioned problem.
-func (l *loader) yamlError(err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if i := strings.Index(rest, ": "); i > 0 {
-			if n, err := strconv.Atoi(rest[:i]); err == nil {
-				line, msg = n, rest[i+2:]
-			}
-		}
-	}
-	l.problems = append(l.problems, &Problem{File: l.file, Line: line, Msg: "YAML: " + msg})
-}
-
-func (l *loader) spend() bool {
-	l.budget--
-	return l.budget > 0
-}
-
-// resolve follows YAML aliases to the node they name.
-func (l *loader) resolve(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
-		l.spend()
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
-}
-
-type pair struct{ key, val *yaml.Node }
-
-// pairs returns a mapping's entries with << merge keys applied (explicit
-// keys win over merged ones). A key given twice explicitly is a problem,
-// and so is a key that is not a plain string.
-func (l *loader) pairs(n *yaml.Node, prefix string) []pair {
-	var out []pair
-	seen := map[string]int{}
-	explicit := map[string]*yaml.Node{}
-	var merge func(m *yaml.Node, depth int)
-	add := func(k, v *yaml.Node, fromMerge bool) {
-		if !l.spend() {
-			return
-		}
-		if k.Kind != yaml.ScalarNode {
-			l.problemAt(k, prefix, "a key must be a plain string")
-			return
-		}
-		if !fromMerge {
-			if first, dup := explicit[k.Value]; dup {
-				l.problemAt(k, join(prefix, k.Value), "given twice (first at line %d)", first.Line)
-				return
-			}
-			explicit[k.Value] = k
-		}
-		if i, ok := seen[k.Value]; ok {
-			if !fromMerge {
-				out[i] = pair{k, v}
-			}
-			return
-		}
-		seen[k.Value] = len(out)
-		out = append(out, pair{k, v})
-	}
-	merge = func(m *yaml.Node, depth int) {
-		m = l.resolve(m)
-		if depth > 20 || l.budget <= 0 {
-			l.problemAt(m, prefix, "merge (<<) nested too deeply")
-			return
-		}
-		switch m.Kind {
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(m.Content); i += 2 {
-				add(l.resolve(m.Content[i]), m.Content[i+1], true)
-			}
-		case yaml.SequenceNode:
-			for _, c := range m.Content {
-				merge(c, depth+1)
-			}
-		default:
-			l.problemAt(m, prefix, "<< must merge a mapping or a list of mappings")
-		}
-	}
-	// Explicit keys first, so they win over merged ones wherever << is.
-	var merges []*yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := l.resolve(n.Content[i])
-		if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
-			merges = append(merges, n.Content[i+1])
+	out := kvs[:0]
+	for _, kv := range kvs {
+		if kv.Key.Kind != yaml.ScalarNode {
+			l.problemAt(kv.Key, path, "a key must be a plain string")
 			continue
 		}
-		add(k, n.Content[i+1], false)
-	}
-	for _, m := range merges {
-		merge(m, 0)
+		out = append(out, kv)
 	}
 	return out
 }
 
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.MappingNode:
-		return "a mapping"
-	}
-	switch n.Tag {
-	case "!!int", "!!float":
-		return "a number"
-	case "!!bool":
-		return "true/false"
-	}
-	return fmt.Sprintf("%q", n.Value)
-}
-
 // mapping returns the pairs of a mapping value, or reports its type.
-func (l *loader) mapping(n *yaml.Node, path string, want []string) ([]pair, bool) {
+func (l *loader) mapping(n *yaml.Node, path string, want []string) ([]yamlconf.Pair, bool) {
 	if isNull(n) {
 		return nil, false
 	}
 	if n.Kind != yaml.MappingNode {
-		l.problemAt(n, path, "want a mapping with keys %s, got %s", strings.Join(want, ", "), describe(n))
+		l.problemAt(n, path, "want a mapping with keys %s, got %s", strings.Join(want, ", "), yamlconf.Describe(n))
 		return nil, false
 	}
 	l.set(path, n)
@@ -363,7 +259,7 @@ func (l *loader) str(n *yaml.Node, path string, dst *string) {
 		return
 	}
 	if n.Kind != yaml.ScalarNode {
-		l.problemAt(n, path, "want a string, got %s", describe(n))
+		l.problemAt(n, path, "want a string, got %s", yamlconf.Describe(n))
 		return
 	}
 	*dst = n.Value
@@ -375,16 +271,16 @@ func (l *loader) strList(n *yaml.Node, path string, dst *[]string) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		l.problemAt(n, path, "want a list, got %s", describe(n))
+		l.problemAt(n, path, "want a list, got %s", yamlconf.Describe(n))
 		return
 	}
 	l.set(path, n)
 	*dst = nil
 	for i, c := range n.Content {
-		c = l.resolve(c)
+		c = l.Resolve(c)
 		p := index(path, i)
 		if c.Kind != yaml.ScalarNode || isNull(c) {
-			l.problemAt(c, p, "want a string, got %s", describe(c))
+			l.problemAt(c, p, "want a string, got %s", yamlconf.Describe(c))
 			continue
 		}
 		*dst = append(*dst, c.Value)
@@ -396,24 +292,25 @@ func (l *loader) boolean(n *yaml.Node, path string, dst *bool) {
 	if isNull(n) {
 		return
 	}
-	b, ok := parseBool(n.Value)
-	if n.Kind != yaml.ScalarNode || !ok {
-		l.problemAt(n, path, "want true or false, got %s", describe(n))
+	b, ok := l.Bool(n, path)
+	if !ok {
+		l.bad[path] = true
 		return
 	}
 	*dst = b
 	l.set(path, n)
 }
 
-// parseBool accepts YAML 1.1's spellings too, as the rule file does.
-func parseBool(s string) (bool, bool) {
-	switch strings.ToLower(s) {
-	case "true", "yes", "on", "1":
+// envBool reads a boolean variable: the YAML words, and 1 or 0, which a
+// variable (always a string, never quoted) cannot mean otherwise.
+func envBool(s string) (bool, bool) {
+	switch strings.TrimSpace(s) {
+	case "1":
 		return true, true
-	case "false", "no", "off", "0":
+	case "0":
 		return false, true
 	}
-	return false, false
+	return yamlconf.BoolWord(strings.TrimSpace(s))
 }
 
 func (l *loader) integer(n *yaml.Node, path string, dst *int) {
@@ -422,7 +319,7 @@ func (l *loader) integer(n *yaml.Node, path string, dst *int) {
 	}
 	v, err := strconv.Atoi(n.Value)
 	if n.Kind != yaml.ScalarNode || err != nil {
-		l.problemAt(n, path, "want a whole number, got %s", describe(n))
+		l.problemAt(n, path, "want a whole number, got %s", yamlconf.Describe(n))
 		return
 	}
 	*dst = v
@@ -434,7 +331,7 @@ func (l *loader) size(n *yaml.Node, path string, dst *int64) {
 		return
 	}
 	if n.Kind != yaml.ScalarNode {
-		l.problemAt(n, path, "want a size, got %s", describe(n))
+		l.problemAt(n, path, "want a size, got %s", yamlconf.Describe(n))
 		return
 	}
 	v, err := parseSize(n.Value)
@@ -452,9 +349,9 @@ func (l *loader) parseTLS(n *yaml.Node) {
 		return
 	}
 	for _, kv := range kvs {
-		v := l.resolve(kv.val)
-		p := "tls." + kv.key.Value
-		switch kv.key.Value {
+		v := l.Resolve(kv.Val)
+		p := "tls." + kv.Key.Value
+		switch kv.Key.Value {
 		case "mode":
 			l.str(v, p, &l.s.TLS.Mode)
 		case "email":
@@ -468,7 +365,7 @@ func (l *loader) parseTLS(n *yaml.Node) {
 		case "key":
 			l.str(v, p, &l.s.TLS.Key)
 		default:
-			l.unknownKey(kv.key, "tls", tlsKeys)
+			l.UnknownKey(kv.Key, "tls", tlsKeys)
 		}
 	}
 }
@@ -478,24 +375,24 @@ func (l *loader) parseMailboxes(n *yaml.Node) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		l.problemAt(n, "mailboxes", "want a list of mailboxes ({login, password_hash or password_file, maildir}), got %s", describe(n))
+		l.problemAt(n, "mailboxes", "want a list of mailboxes ({login, password_hash or password_file, maildir}), got %s", yamlconf.Describe(n))
 		return
 	}
 	l.set("mailboxes", n)
 	for i, c := range n.Content {
-		c = l.resolve(c)
+		c = l.Resolve(c)
 		p := index("mailboxes", i)
 		var m Mailbox
 		if c.Kind != yaml.MappingNode {
-			l.problemAt(c, p, "want a mapping with keys %s, got %s", strings.Join(mailboxKeys, ", "), describe(c))
+			l.problemAt(c, p, "want a mapping with keys %s, got %s", strings.Join(mailboxKeys, ", "), yamlconf.Describe(c))
 			l.s.Mailboxes = append(l.s.Mailboxes, m)
 			continue
 		}
 		l.set(p, c)
 		for _, kv := range l.pairs(c, p) {
-			v := l.resolve(kv.val)
-			fp := p + "." + kv.key.Value
-			switch kv.key.Value {
+			v := l.Resolve(kv.Val)
+			fp := p + "." + kv.Key.Value
+			switch kv.Key.Value {
 			case "login":
 				l.str(v, fp, &m.Login)
 			case "password_hash":
@@ -505,9 +402,9 @@ func (l *loader) parseMailboxes(n *yaml.Node) {
 			case "maildir":
 				l.str(v, fp, &m.Maildir)
 			case "password":
-				l.problemAt(kv.key, fp, "a plaintext password is never accepted in the spec: use password_file (a secret file) or password_hash (quietmx passwd makes one)")
+				l.problemAt(kv.Key, fp, "a plaintext password is never accepted in the spec: use password_file (a secret file) or password_hash (quietmx passwd makes one)")
 			default:
-				l.unknownKey(kv.key, p, mailboxKeys)
+				l.UnknownKey(kv.Key, p, mailboxKeys)
 			}
 		}
 		l.s.Mailboxes = append(l.s.Mailboxes, m)
@@ -517,15 +414,15 @@ func (l *loader) parseMailboxes(n *yaml.Node) {
 func (l *loader) parseLimits(n *yaml.Node) {
 	kvs, _ := l.mapping(n, "limits", limitsKeys)
 	for _, kv := range kvs {
-		v := l.resolve(kv.val)
-		p := "limits." + kv.key.Value
-		switch kv.key.Value {
+		v := l.Resolve(kv.Val)
+		p := "limits." + kv.Key.Value
+		switch kv.Key.Value {
 		case "message_size":
 			l.size(v, p, &l.s.Limits.MessageSize)
 		case "recipients_per_message":
 			l.integer(v, p, &l.s.Limits.RecipientsPerMessage)
 		default:
-			l.unknownKey(kv.key, "limits", limitsKeys)
+			l.UnknownKey(kv.Key, "limits", limitsKeys)
 		}
 	}
 }
@@ -533,15 +430,15 @@ func (l *loader) parseLimits(n *yaml.Node) {
 func (l *loader) parseVmail(n *yaml.Node) {
 	kvs, _ := l.mapping(n, "vmail", vmailKeys)
 	for _, kv := range kvs {
-		v := l.resolve(kv.val)
-		p := "vmail." + kv.key.Value
-		switch kv.key.Value {
+		v := l.Resolve(kv.Val)
+		p := "vmail." + kv.Key.Value
+		switch kv.Key.Value {
 		case "uid":
 			l.integer(v, p, &l.s.Vmail.UID)
 		case "gid":
 			l.integer(v, p, &l.s.Vmail.GID)
 		default:
-			l.unknownKey(kv.key, "vmail", vmailKeys)
+			l.UnknownKey(kv.Key, "vmail", vmailKeys)
 		}
 	}
 }
@@ -555,9 +452,9 @@ func (l *loader) parseOutbound(n *yaml.Node) {
 	o := &Outbound{}
 	l.s.Outbound = o
 	for _, kv := range kvs {
-		v := l.resolve(kv.val)
-		p := "outbound." + kv.key.Value
-		switch kv.key.Value {
+		v := l.Resolve(kv.Val)
+		p := "outbound." + kv.Key.Value
+		switch kv.Key.Value {
 		case "relayhost":
 			l.str(v, p, &o.Relayhost)
 		case "username":
@@ -565,41 +462,11 @@ func (l *loader) parseOutbound(n *yaml.Node) {
 		case "password_file":
 			l.str(v, p, &o.PasswordFile)
 		case "password":
-			l.problemAt(kv.key, p, "a plaintext password is never accepted in the spec: use password_file (a secret file)")
+			l.problemAt(kv.Key, p, "a plaintext password is never accepted in the spec: use password_file (a secret file)")
 		default:
-			l.unknownKey(kv.key, "outbound", outboundKeys)
+			l.UnknownKey(kv.Key, "outbound", outboundKeys)
 		}
 	}
 }
 
-// suggest returns the candidate closest to s (edit distance at most 2), or "".
-func suggest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := distance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance of a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
+var isNull = yamlconf.IsNull

@@ -1,47 +1,16 @@
 package spec
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
+
+	"quietmx/internal/yamlconf"
 )
 
-// Problem is one thing wrong with the spec.
-type Problem struct {
-	File      string // spec file ("" when the value came from the environment or nowhere)
-	Line, Col int    // 0 when unknown
-	Env       string // the environment variable the value came from, if any
-	Path      string // the field, e.g. domains[1] or mailboxes[0].login
-	Msg       string
-}
-
-// Error formats the problem as FILE:LINE:COL: PATH: msg, or VAR: msg when
-// the value came from the environment.
-func (p *Problem) Error() string {
-	var b strings.Builder
-	switch {
-	case p.Env != "":
-		b.WriteString(p.Env)
-		b.WriteString(": ")
-	default:
-		if p.File != "" {
-			b.WriteString(p.File)
-			if p.Line > 0 {
-				fmt.Fprintf(&b, ":%d", p.Line)
-				if p.Col > 0 {
-					fmt.Fprintf(&b, ":%d", p.Col)
-				}
-			}
-			b.WriteString(": ")
-		}
-		if p.Path != "" {
-			b.WriteString(p.Path)
-			b.WriteString(": ")
-		}
-	}
-	b.WriteString(p.Msg)
-	return b.String()
-}
+// Problem is one thing wrong with the spec: the diagnostic the rule files
+// use too (package yamlconf). It names FILE:LINE:COL and the field path,
+// or the QUIETMX_* variable (Env) the value came from.
+type Problem = yamlconf.Diagnostic
 
 // origin is where a value came from: a YAML node or an environment variable.
 type origin struct {

@@ -14,6 +14,7 @@ import (
 
 	"quietmx/internal/check"
 	"quietmx/internal/rules"
+	"quietmx/internal/yamlconf"
 )
 
 // validateRules is package check's full validation (parse, alias loops,
@@ -40,9 +41,9 @@ func (l *loader) loadRules() {
 // anchors and all), shifted left, so the rendered rule file reads as the
 // operator wrote it and every finding maps back to a spec line.
 func (l *loader) inlineRules() {
-	n := l.resolve(l.rulesNode)
+	n := l.Resolve(l.rulesNode)
 	if n.Kind != yaml.MappingNode {
-		l.problemAt(n, "rules", "want the rule file's mapping (extension, aliases, default, rescue, ...), got %s", describe(n))
+		l.problemAt(n, "rules", "want the rule file's mapping (extension, aliases, default, rescue, ...), got %s", yamlconf.Describe(n))
 		return
 	}
 	if n.Style&yaml.FlowStyle != 0 || len(n.Content) == 0 {
@@ -62,27 +63,20 @@ func (l *loader) inlineRules() {
 		}
 		return p.Line + lineOff, p.Col + colOff
 	}
-	set, findings := validateRules(l.file, text)
+	set, findings := validateRules(l.File, text)
 	for _, f := range findings {
-		pr := &Problem{File: l.file, Path: "rules", Msg: f.Msg}
-		if f.Path != "" {
-			pr.Path = "rules." + f.Path
-		}
-		pr.Line, pr.Col = shift(f.Pos)
-		if f.Severity == rules.Error {
-			l.problems = append(l.problems, pr)
-		} else {
-			l.warn(pr)
-		}
+		f.File, f.Path = l.File, yamlconf.Join("rules", f.Path)
+		f.Line, f.Col = shift(f.Pos)
+		l.report(f)
 	}
 	if set == nil || findings.HasErrors() {
 		return
 	}
-	header := fmt.Sprintf("# Rendered by quietmx from the rules: block of %s (line %d).\n# Edit the spec, not this file: every render replaces it.\n", displayName(l.file), l.rulesKey.Line)
-	l.s.Rules = Rules{Origin: l.file + ":" + strconv.Itoa(l.rulesKey.Line), Data: append([]byte(header), text...), Set: set}
-	l.volumeWarnings(set, func(p rules.Pos) *Problem {
+	header := fmt.Sprintf("# Rendered by quietmx from the rules: block of %s (line %d).\n# Edit the spec, not this file: every render replaces it.\n", displayName(l.File), l.rulesKey.Line)
+	l.s.Rules = Rules{Origin: l.File + ":" + strconv.Itoa(l.rulesKey.Line), Data: append([]byte(header), text...), Set: set}
+	l.volumeWarnings(set, func(p rules.Pos) Problem {
 		line, col := shift(p)
-		return &Problem{File: l.file, Line: line, Col: col, Path: "rules"}
+		return Problem{File: l.File, Pos: rules.Pos{Line: line, Col: col}, Path: "rules"}
 	})
 }
 
@@ -148,18 +142,13 @@ func (l *loader) fileRules() {
 	}
 	set, findings := validateRules(f, data)
 	for _, fd := range findings {
-		pr := &Problem{File: fd.File, Line: fd.Line, Col: fd.Col, Path: fd.Path, Msg: fd.Msg}
-		if fd.Severity == rules.Error {
-			l.problems = append(l.problems, pr)
-		} else {
-			l.warn(pr)
-		}
+		l.report(fd)
 	}
 	if set == nil || findings.HasErrors() {
 		return
 	}
 	l.s.Rules = Rules{Origin: f, Data: data, Set: set}
-	l.volumeWarnings(set, func(p rules.Pos) *Problem { return &Problem{File: f, Line: p.Line, Col: p.Col} })
+	l.volumeWarnings(set, func(p rules.Pos) Problem { return Problem{File: f, Pos: p} })
 }
 
 // generatedRules writes the rule file a spec without rules gets: each
@@ -202,12 +191,12 @@ func (l *loader) generatedRules() {
 // volumeWarnings warns about maildir, dump and rescue directories outside
 // the mail volume: the agent can write there, but the mail is lost when
 // the container is recreated.
-func (l *loader) volumeWarnings(set *rules.Set, at func(rules.Pos) *Problem) {
+func (l *loader) volumeWarnings(set *rules.Set, at func(rules.Pos) Problem) {
 	outside := func(dir string) bool { return !strings.HasPrefix(dir, MailRoot+"/") }
-	var found []*Problem
+	var found []Problem
 	if set.Rescue != "" && outside(set.Rescue) {
 		p := at(rules.Pos{})
-		p.Path += ".rescue"
+		p.Path = yamlconf.Join(p.Path, "rescue")
 		p.Msg = fmt.Sprintf("%q is outside the mail volume %s: rescued mail would be lost when the container is recreated", set.Rescue, MailRoot)
 		found = append(found, p)
 	}
@@ -238,7 +227,7 @@ func (l *loader) volumeWarnings(set *rules.Set, at func(rules.Pos) *Problem) {
 		}
 	}
 	// Map order is random; report in file order.
-	slices.SortStableFunc(found, func(a, b *Problem) int { return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col)) })
+	slices.SortStableFunc(found, func(a, b Problem) int { return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col)) })
 	for _, p := range found {
 		l.warn(p)
 	}

@@ -49,19 +49,21 @@ func TestBadInput(t *testing.T) {
 	}{
 		// Parsing.
 		{"yaml syntax", "hostname: [mail\n", nil,
-			`quietmx.yaml:1: YAML: did not find expected ',' or ']'`},
+			`quietmx.yaml:1:11: YAML syntax: did not find expected ',' or ']'`},
+		{"yaml syntax, flow mapping left open on line 4", "hostname: mail.example.com\ndomains: [example.com]\nipv6: false\ntls: {mode: self-signed\nlimits: {}\n", nil,
+			`quietmx.yaml:4:6: YAML syntax: did not find expected ',' or '}'`},
+		{"yaml syntax, unknown anchor", head + "ipv6: *nope\n", nil,
+			`quietmx.yaml:7:7: YAML syntax: unknown anchor 'nope' referenced`},
 		{"not a mapping", "- hostname\n", nil,
 			`quietmx.yaml:1:1: the spec must be a mapping of keys (hostname, domains, tls, mailboxes, rules, ...)`},
 		{"unknown key, near miss", head + "hostnme: x\n", nil,
-			`quietmx.yaml:7:1: hostnme: unknown key; did you mean hostname?`},
+			`quietmx.yaml:7:1: hostnme: unknown key "hostnme" (did you mean hostname?)`},
 		{"unknown key", head + "colour: red\n", nil,
-			`quietmx.yaml:7:1: colour: unknown key (want hostname, domains, ipv6, tls, mailboxes, rules, rules_file, limits, vmail, outbound)`},
+			`quietmx.yaml:7:1: colour: unknown key "colour" (want hostname, domains, ipv6, tls, mailboxes, rules, rules_file, limits, vmail, outbound)`},
 		{"unknown nested key", head + "tls:\n  moed: certbot\n", nil,
-			`quietmx.yaml:8:3: tls.moed: unknown key; did you mean mode?`},
+			`quietmx.yaml:8:3: tls.moed: unknown key "moed" (did you mean mode?)`},
 		{"unknown mailbox key", head + "    mailldir: /var/mail/x\n", nil,
-			`quietmx.yaml:7:5: mailboxes[0].mailldir: unknown key; did you mean maildir?`},
-		{"key twice", head + "hostname: mx.example.com\n", nil,
-			`quietmx.yaml:7:1: hostname: given twice (first at line 1)`},
+			`quietmx.yaml:7:5: mailboxes[0].mailldir: unknown key "mailldir" (did you mean maildir?)`},
 		{"wrong type, string", strings.Replace(head, "mail.example.com", "[a, b]", 1), nil,
 			`quietmx.yaml:1:11: hostname: want a string, got a list`},
 		{"wrong type, list", "hostname: mail.example.com\ndomains: example.com\n", nil,
@@ -69,7 +71,15 @@ func TestBadInput(t *testing.T) {
 		{"wrong type, mapping", head + "tls: certbot\n", nil,
 			`quietmx.yaml:7:6: tls: want a mapping with keys mode, email, staging, server, cert, key, got "certbot"`},
 		{"wrong type, bool", head + "ipv6: maybe\n", nil,
-			`quietmx.yaml:7:7: ipv6: want true or false, got "maybe"`},
+			`quietmx.yaml:7:7: ipv6: want true or false (also yes/no, on/off, unquoted), got "maybe"`},
+		{"quoted bool", head + "ipv6: \"false\"\n", nil,
+			`quietmx.yaml:7:7: ipv6: want true or false (also yes/no, on/off, unquoted), got "false" (a quoted string)`},
+		{"number as bool", head + "tls:\n  mode: certbot\n  email: a@example.com\n  staging: 0\n", nil,
+			`quietmx.yaml:10:12: tls.staging: want true or false (also yes/no, on/off, unquoted), got 0 (a number)`},
+		{"list as bool", head + "ipv6: [true]\n", nil,
+			`quietmx.yaml:7:7: ipv6: want true or false (also yes/no, on/off, unquoted), got a list`},
+		{"merge of a scalar", head + "tls: {<<: x}\n", nil,
+			`quietmx.yaml:7:6: tls: merge key << wants a mapping or a list of mappings`},
 		{"wrong type, number", head + "vmail:\n  uid: vmail\n", nil,
 			`quietmx.yaml:8:8: vmail.uid: want a whole number, got "vmail"`},
 		{"wrong type, size", head + "limits:\n  message_size: lots\n", nil,
@@ -202,6 +212,12 @@ func TestBadInput(t *testing.T) {
 				`quietmx.yaml:11:11: rules.default.type: unknown action "maildri" (want maildir, pipe, forward, dump, nothing, discard or alias)`},
 		{"inline rules routing test fails", head + "rules:\n  default: {type: discard}\n  tests:\n    - {address: me@example.com, expect: maildir}\n", nil,
 			`quietmx.yaml:10:7: rules.tests[0]: me@example.com routes to key "default" (discard), want "maildir"`},
+		{"inline rules, quoted die_quietly", head + "rules:\n  die_quietly: \"false\"\n  default: {type: discard}\n", nil,
+			`quietmx.yaml:8:16: rules.die_quietly: want true or false (also yes/no, on/off, unquoted), got "false" (a quoted string)`},
+		{"inline rules, alias: for aliases:", head + "rules:\n  alias:\n    me: {type: discard}\n  default: {type: discard}\n", nil,
+			`quietmx.yaml:8:3: rules.alias: unknown key "alias" (did you mean aliases?)`},
+		{"inline rules, flow mapping left open", head + "rules:\n  rescue: /var/mail/r\n  default: {type: discard\n", nil,
+			`quietmx.yaml:9:12: YAML syntax: did not find expected ',' or '}'`},
 		{"inline rules not a mapping", head + "rules: [a]\n", nil,
 			`quietmx.yaml:7:8: rules: want the rule file's mapping (extension, aliases, default, rescue, ...), got a list`},
 		{"no rules and no mailboxes", "hostname: mail.example.com\ndomains: [example.com]\n", nil,
@@ -307,7 +323,7 @@ vmail:
 		{"Mailboxes[0].Login", s.Mailboxes[0].Login, "you@example.org"},
 		{"Mailboxes[0].Maildir", s.Mailboxes[0].Maildir, "/var/mail/vmail/example.org/you/Maildir"},
 		{"Rules.Generated", s.Rules.Generated, true},
-		{"Warnings", strings.Join(s.Warnings, "\n"), "warning: QUIETMX_UNRELATED_TYPO: unknown variable, ignored"},
+		{"Warnings", strings.Join(s.Warnings, "\n"), "QUIETMX_UNRELATED_TYPO: warning: unknown variable, ignored"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
@@ -348,7 +364,7 @@ func TestEnvOnly(t *testing.T) {
 	if s.Mailboxes[0].PasswordHash != "" || s.Mailboxes[0].PasswordFile != filepath.Join(dir, "pw") {
 		t.Errorf("mailbox = %+v", s.Mailboxes[0])
 	}
-	want := []string{"warning: QUIETMX_DOMAIN: unknown variable, ignored (did you mean QUIETMX_DOMAINS?)"}
+	want := []string{"QUIETMX_DOMAIN: warning: unknown variable, ignored (did you mean QUIETMX_DOMAINS?)"}
 	if !slices.Equal(s.Warnings, want) {
 		t.Errorf("Warnings = %q, want %q", s.Warnings, want)
 	}
@@ -399,7 +415,7 @@ default: *me
 	if s.Rules.Origin != "quietmx.yaml:7" {
 		t.Errorf("Origin = %q", s.Rules.Origin)
 	}
-	want := `warning: quietmx.yaml:13:13: rules: maildir "/srv/backup/Maildir" is outside the mail volume /var/mail: mail there would be lost when the container is recreated`
+	want := `quietmx.yaml:13:13: warning: rules: maildir "/srv/backup/Maildir" is outside the mail volume /var/mail: mail there would be lost when the container is recreated`
 	if !slices.Contains(s.Warnings, want) {
 		t.Errorf("Warnings = %q\nwant among them %q", s.Warnings, want)
 	}
@@ -463,5 +479,29 @@ func TestEnvNamesDocumented(t *testing.T) {
 		if !strings.Contains(string(doc), "`"+n+"`") {
 			t.Errorf("docs/spec.md does not document %s", n)
 		}
+	}
+}
+
+// The YAML policies the rule files share (package yamlconf): a duplicate
+// key warns and the last one wins; booleans are the unquoted YAML 1.1
+// words in any case; x- keys hold anchors for << merges.
+func TestSharedYAMLPolicies(t *testing.T) {
+	s, err := Load("quietmx.yaml", []byte(head+"ipv6: true\nipv6: false\n"), map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`quietmx.yaml:8:1: warning: key "ipv6" is defined more than once (first at line 7); the last one wins`}
+	if s.IPv6 || !slices.Equal(s.Warnings, want) {
+		t.Errorf("IPv6 = %v, Warnings = %q; want false and %q", s.IPv6, s.Warnings, want)
+	}
+	for word, want := range map[string]bool{"true": true, "True": true, "YES": true, "on": true, "false": false, "No": false, "OFF": false, "": false} {
+		s, err := Load("quietmx.yaml", []byte(head+"ipv6: "+word+"\n"), map[string]string{})
+		if err != nil || s.IPv6 != want {
+			t.Errorf("ipv6: %s = %v (%v), want %v", word, s != nil && s.IPv6, err, want)
+		}
+	}
+	s, err = Load("quietmx.yaml", []byte(head+"x-limits: &l {message_size: 20M, recipients_per_message: 200}\nlimits: {<<: *l, message_size: 30M}\n"), map[string]string{})
+	if err != nil || s.Limits.MessageSize != 30<<20 || s.Limits.RecipientsPerMessage != 200 {
+		t.Errorf("merge: %+v %v", s, err)
 	}
 }
