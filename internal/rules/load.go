@@ -29,8 +29,9 @@ type Loaded struct {
 
 // Load reads the rule file at path for delivery. It prefers the compiled
 // form when its content hash matches the file; it falls back to the last
-// valid snapshot when the file is missing, unreadable or invalid; and it
-// fails (ErrRulesInvalid) only when neither can be used.
+// valid snapshot when the file is missing, unreadable or invalid (any Error
+// finding, exactly what makes `check` exit 1); and it fails
+// (ErrRulesInvalid: the agent defers) only when neither can be used.
 func Load(path string) (Loaded, error) {
 	set, findings, err := loadOne(path, path)
 	if err == nil {
