@@ -17,7 +17,7 @@ import (
 func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("quietmx check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	specPath := specFlag(fs)
+	specPath := specFlag(fs, "")
 	verify := fs.Bool("verify", false, "also render into a temporary directory and run postconf -n, postconf -M and doveconf -n on it")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: quietmx check [--spec FILE] [--verify]")

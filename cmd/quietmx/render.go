@@ -16,7 +16,7 @@ import (
 func cmdRender(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("quietmx render", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	specPath := specFlag(fs)
+	specPath := specFlag(fs, "")
 	out := fs.String("out", "", "the directory to render into; it must not exist or be empty (required)")
 	live := fs.String("live", render.DefaultLive, "the path the rendered files will be read through once live")
 	previous := fs.String("previous", "", "a tree rendered before: keep its password hashes that still match, and list what changed (default: --live, when it exists)")
