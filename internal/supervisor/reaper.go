@@ -18,11 +18,12 @@ import (
 type reaper struct {
 	mu      sync.Mutex
 	waiting map[int]chan syscall.WaitStatus
+	fatal   func(error)
 }
 
 // newReaper starts reaping; a panic in it goes to fatal (see guard).
 func newReaper(fatal func(error)) *reaper {
-	r := &reaper{waiting: map[int]chan syscall.WaitStatus{}}
+	r := &reaper{waiting: map[int]chan syscall.WaitStatus{}, fatal: fatal}
 	sig := make(chan os.Signal, 16)
 	signal.Notify(sig, syscall.SIGCHLD)
 	go guard("the reaper", fatal, func() {
@@ -76,7 +77,7 @@ func (r *reaper) start(cmd *exec.Cmd) (<-chan syscall.WaitStatus, error) {
 	r.waiting[cmd.Process.Pid] = ch
 	// In case SIGCHLD arrived before we registered (it cannot be lost:
 	// the next reap happens on the next signal), reap now outside the lock.
-	go r.reap()
+	go guard("the reaper", r.fatal, r.reap)
 	return ch, nil
 }
 
