@@ -17,7 +17,7 @@ import (
 func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("quietmx check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	specPath := specFlag(fs)
+	specPath := specFlag(fs, "")
 	verify := fs.Bool("verify", false, "also render into a temporary directory and run postconf -n, postconf -M and doveconf -n on it")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: quietmx check [--spec FILE] [--verify]")
@@ -42,11 +42,7 @@ func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		defer os.RemoveAll(tmp)
 		out := filepath.Join(tmp, "tree")
-		if err := render.Render(s, out); err != nil {
-			fmt.Fprintf(stderr, "quietmx check: render: %v\n", err)
-			return 1
-		}
-		if err := render.Verify(out); err != nil {
+		if err := render.RenderWith(s, out, render.Options{Verify: true}); err != nil {
 			fmt.Fprintf(stderr, "quietmx check: %v\n", err)
 			return 1
 		}

@@ -18,7 +18,7 @@ import (
 func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("quietmx explain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	specPath := fs.String("spec", "", "explain this spec's rules (not yet rendered) instead of the live rule file")
+	specPath := specFlag(fs, "explain this spec's rules (not yet rendered) instead of the live rule file")
 	config := fs.String("c", filepath.Join(render.DefaultLive, render.RulesFile), "the rule file")
 	sender := fs.String("f", "", "envelope sender to show in ${sender}")
 	asJSON := fs.Bool("json", false, "print JSON")

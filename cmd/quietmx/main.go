@@ -4,11 +4,14 @@
 //	quietmx check   [--spec FILE] [--verify]                           validate the spec, its rules and their tests
 //	quietmx explain [--spec FILE | -c RULES] [-f SENDER] [--json] ADDRESS...
 //	quietmx passwd                                                     hash a password read on stdin
-//	quietmx run                                                        the container's entry point
+//	quietmx run     [--spec FILE]                                      the container's entry point
 //	quietmx health                                                     the container's health check
 //
-// The spec is --spec, else $QUIETMX_SPEC, else /etc/quietmx/quietmx.yaml;
-// QUIETMX_* environment variables override it (docs/spec.md).
+// The spec is --spec, else $QUIETMX_SPEC, else /etc/quietmx/quietmx.yaml
+// (spec.ResolvePath, the same for every command). A file named by --spec or
+// QUIETMX_SPEC must exist; only the default may be absent, and then the
+// QUIETMX_* environment alone configures the host. QUIETMX_* variables
+// override the file (docs/spec.md).
 //
 // Exit codes: 0 fine, 1 the spec or the rendering has problems (every one
 // is printed), 2 usage. Nothing is written before the whole spec is valid.

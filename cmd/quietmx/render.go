@@ -10,13 +10,16 @@ import (
 	"quietmx/internal/render"
 )
 
-// quietmx render: the spec's files into a fresh directory. Swapping them
-// live is the supervisor's job (render.Swap); this command never touches
-// the live tree.
+// quietmx render: the spec's files into a fresh directory, on any Linux
+// machine: the tree is built next to DIR and renamed into place only when
+// complete (and verified, with --verify), so a failure leaves nothing.
+// File owners (dovecot/passwd's group) are the supervisor's to set when it
+// installs a tree live (render.Swap); this command never touches the live
+// tree.
 func cmdRender(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("quietmx render", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	specPath := specFlag(fs)
+	specPath := specFlag(fs, "")
 	out := fs.String("out", "", "the directory to render into; it must not exist or be empty (required)")
 	live := fs.String("live", render.DefaultLive, "the path the rendered files will be read through once live")
 	previous := fs.String("previous", "", "a tree rendered before: keep its password hashes that still match, and list what changed (default: --live, when it exists)")
@@ -42,15 +45,11 @@ func cmdRender(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			prev = *live
 		}
 	}
-	if err := render.RenderWith(s, *out, render.Options{Live: *live, Previous: prev}); err != nil {
+	// No Ownership: the tree renders on any machine. The supervisor sets
+	// owners when it installs a tree into the live one.
+	if err := render.RenderWith(s, *out, render.Options{Live: *live, Previous: prev, Verify: *verify}); err != nil {
 		fmt.Fprintf(stderr, "quietmx render: %v\n", err)
 		return 1
-	}
-	if *verify {
-		if err := render.Verify(*out); err != nil {
-			fmt.Fprintf(stderr, "quietmx render: %s failed verification:\n%v\n", *out, err)
-			return 1
-		}
 	}
 	fmt.Fprintf(stdout, "rendered %s\n", *out)
 	if prev != "" {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"quietmx/internal/atomicfile"
 	"quietmx/internal/spec"
 	"quietmx/internal/supervisor"
 )
@@ -20,27 +21,27 @@ import (
 func cmdRun(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("quietmx run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	specFlag := fs.String("spec", "", "spec file (default $QUIETMX_SPEC, else "+DefaultSpec+"; absent = environment only)")
+	specPath := specFlag(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	path := *specFlag
-	if path == "" {
-		path = os.Getenv("QUIETMX_SPEC")
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
 	}
-	if path == "" {
-		path = DefaultSpec
+	src, err := spec.ResolvePath(*specPath, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "quietmx: %v\n", err)
+		return 1
 	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && *specFlag == "" {
-		fmt.Fprintf(stdout, "quietmx: no spec file at %s: configuring from QUIETMX_* variables only\n", path)
-		path = ""
+	if note := src.Note(); note != "" {
+		fmt.Fprintf(stdout, "quietmx: %s\n", note)
 	}
 	if err := ensureGeneratedPassword(os.Getenv("QUIETMX_PASSWORD_FILE"), stdout); err != nil {
 		fmt.Fprintf(stderr, "quietmx: %v\n", err)
 		return 1
 	}
-	err := supervisor.Run(context.Background(), supervisor.Options{SpecPath: path, Out: stdout})
-	if err != nil {
+	if err := supervisor.Run(context.Background(), supervisor.Options{SpecPath: src.Path, Out: stdout}); err != nil {
 		fmt.Fprintf(stderr, "quietmx: %v\n", err)
 		return 1
 	}
@@ -66,7 +67,7 @@ func ensureGeneratedPassword(path string, out io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(pw+"\n"), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "quietmx: generated the mailbox password (shown once; kept in %s): %s\n", path, pw)

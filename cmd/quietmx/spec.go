@@ -5,35 +5,31 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"quietmx/internal/spec"
 )
 
-// DefaultSpec is where the image keeps the spec.
-const DefaultSpec = "/etc/quietmx/quietmx.yaml"
-
 // specFlag adds --spec to a command's flags.
-func specFlag(fs *flag.FlagSet) *string {
-	return fs.String("spec", "", "the appliance spec (default $QUIETMX_SPEC, else "+DefaultSpec+")")
+func specFlag(fs *flag.FlagSet, usage string) *string {
+	if usage == "" {
+		usage = "the appliance spec (default $" + spec.PathEnv + ", else " + spec.DefaultPath + ")"
+	}
+	return fs.String("spec", "", usage)
 }
 
-// loadSpec loads the spec named by --spec or $QUIETMX_SPEC (which must
-// exist), else the default file, else the environment alone. It prints
-// every problem and every warning on stderr and returns nil on problems.
+// loadSpec loads the spec spec.ResolvePath names (a file named by --spec
+// or $QUIETMX_SPEC must exist). It prints every problem and every warning
+// on stderr and returns nil on problems.
 func loadSpec(flagValue string, stderr io.Writer) *spec.Spec {
-	path := flagValue
-	if path == "" {
-		path = os.Getenv("QUIETMX_SPEC")
+	src, err := spec.ResolvePath(flagValue, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "quietmx: %v\n", err)
+		return nil
 	}
-	if path == "" {
-		path = DefaultSpec
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(stderr, "quietmx: no spec at %s: using the QUIETMX_* environment alone\n", path)
-			path = ""
-		}
+	if note := src.Note(); note != "" {
+		fmt.Fprintf(stderr, "quietmx: %s\n", note)
 	}
-	s, err := spec.LoadFile(path, nil)
+	s, err := spec.LoadFile(src.Path, nil)
 	if err != nil {
 		printErrors(stderr, err)
 		return nil

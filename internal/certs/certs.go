@@ -5,7 +5,6 @@
 package certs
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +20,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"quietmx/internal/atomicfile"
 )
 
 // SelfSignedLifetime is how long a generated certificate is valid; it is
@@ -88,11 +89,13 @@ func EnsureSelfSigned(certFile, keyFile, hostname string, now time.Time) (bool, 
 		return false, err
 	}
 	// Key first: a reader that sees the new certificate must find its key.
-	if err := writeAtomic(keyFile, keyPEM, 0o600); err != nil {
-		return false, err
+	// The key is 0600 from its first byte (atomicfile never widens a
+	// temporary file before its content is complete).
+	if err := atomicfile.Write(keyFile, keyPEM, 0o600); err != nil {
+		return false, fmt.Errorf("private key: %w", err)
 	}
-	if err := writeAtomic(certFile, certPEM, 0o644); err != nil {
-		return false, err
+	if err := atomicfile.Write(certFile, certPEM, 0o644); err != nil {
+		return false, fmt.Errorf("certificate: %w", err)
 	}
 	return true, nil
 }
@@ -130,26 +133,6 @@ func SelfSigned(hostname string, now time.Time) (certPEM, keyPEM []byte, err err
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 	return certPEM, keyPEM, nil
-}
-
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		return nil
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // DaysLeft returns whole days until the certificate expires (negative once

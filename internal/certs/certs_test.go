@@ -20,6 +20,10 @@ func TestEnsureSelfSigned(t *testing.T) {
 	if err := certs.CheckPair(cert, key); err != nil {
 		t.Fatal(err)
 	}
+	// Written through atomicfile: only the pair, no temporary file left.
+	if entries, _ := os.ReadDir(filepath.Dir(cert)); len(entries) != 2 {
+		t.Errorf("tls directory holds %d entries, want cert.pem and key.pem only", len(entries))
+	}
 	st, _ := os.Stat(key)
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("key mode %v, want 0600", st.Mode().Perm())

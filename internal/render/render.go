@@ -19,8 +19,8 @@
 //
 // DIAGNOSTICS
 // Render returns an error naming the file it could not write or the check
-// that failed; it never leaves a partly written tree that Swap would
-// accept (the tree is complete only when Render returns nil).
+// that failed; it never leaves a partly written tree behind (the tree is
+// built next to its destination and renamed into place only when complete).
 //
 // SECURITY
 // Mailbox passwords from password files are hashed here ({ARGON2ID}); no
@@ -39,11 +39,13 @@ import (
 	"os/user"
 	"path"
 	"path/filepath"
-	"quietmx/internal/atomicfile"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/template"
+	"time"
 
+	"quietmx/internal/atomicfile"
 	"quietmx/internal/passwd"
 	"quietmx/internal/rules"
 	"quietmx/internal/spec"
@@ -86,6 +88,12 @@ type Options struct {
 	// Params are the argon2id costs of new hashes; zero means
 	// passwd.DefaultParams (doveadm's). Tests use cheaper ones.
 	Params passwd.Params
+	// Ownership applies each file's Group (dovecot/passwd to Dovecot's
+	// group): set when installing into the live tree, as root in the
+	// image. Off, the tree renders on any machine, with no such group.
+	Ownership bool
+	// Verify runs Verify on the tree before it appears at outDir.
+	Verify bool
 	// MetaDirectory is Postfix's meta_directory (postfix-files,
 	// dynamicmaps.cf); "" keeps Postfix's default. The image moves the
 	// package's metadata out of /etc/postfix so that /etc/postfix can be a
@@ -105,8 +113,11 @@ func Render(s *spec.Spec, outDir string) error {
 	return RenderWith(s, outDir, Options{})
 }
 
-// RenderWith is Render with options.
-func RenderWith(s *spec.Spec, outDir string, o Options) error {
+// RenderWith is Render with options. The tree is built in a temporary
+// directory next to outDir and renamed to outDir only once it is complete
+// (and verified, with o.Verify): on any error nothing is left behind, and
+// outDir is untouched.
+func RenderWith(s *spec.Spec, outDir string, o Options) (err error) {
 	if err := checkFresh(outDir); err != nil {
 		return err
 	}
@@ -114,17 +125,32 @@ func RenderWith(s *spec.Spec, outDir string, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return err
+	parent := filepath.Dir(outDir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(outDir)+".render-*")
+	if err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	// MkdirTemp makes it 0700; Dovecot and Postfix read the tree as
+	// their own users.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("render: %w", err)
 	}
 	for _, f := range files {
-		if err := writeFile(outDir, f); err != nil {
+		if err := writeFile(tmp, f, o.Ownership); err != nil {
 			return err
 		}
 	}
 	// The rule file, its last-valid snapshot and compiled form, written and
 	// validated the way the agent's own install does.
-	rf := filepath.Join(outDir, RulesFile)
+	rf := filepath.Join(tmp, RulesFile)
 	if err := os.MkdirAll(filepath.Dir(rf), 0o755); err != nil {
 		return err
 	}
@@ -134,7 +160,27 @@ func RenderWith(s *spec.Spec, outDir string, o Options) error {
 	if loaded, err := rules.Load(rf); err != nil || loaded.Stale || !loaded.Compiled {
 		return fmt.Errorf("render %s: the installed rule file does not load cleanly (err %v, stale %v, compiled %v)", RulesFile, err, loaded.Stale, loaded.Compiled)
 	}
-	return syncTree(outDir)
+	backdate(tmp)
+	if o.Verify {
+		// Files refer to each other through the live path, so checking the
+		// tree here is checking it where it will be.
+		if err := Verify(tmp); err != nil {
+			return err
+		}
+	}
+	if err := syncTree(tmp); err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	// rename(2) replaces an empty directory (checkFresh allowed only
+	// that; one filled meanwhile makes it fail). os.Rename refuses any
+	// directory there, so call it directly.
+	if err := syscall.Rename(tmp, outDir); err != nil {
+		return fmt.Errorf("render: rename %s into place: %w", outDir, err)
+	}
+	if err := atomicfile.SyncDir(parent); err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	return nil
 }
 
 // File is one rendered file.
@@ -142,7 +188,7 @@ type File struct {
 	Path  string // relative to the tree
 	Data  []byte
 	Mode  os.FileMode
-	Group string // group owner when running as root ("" = root's)
+	Group string // group owner with Options.Ownership ("" = the process's)
 }
 
 // Files renders every file but the rule file (whose bytes are
@@ -322,25 +368,43 @@ func checkFresh(dir string) error {
 	return nil
 }
 
-func writeFile(root string, f File) error {
+// writeFile writes one file of the tree; with ownership, its group is set
+// before the file is visible.
+func writeFile(root string, f File, ownership bool) error {
 	p := filepath.Join(root, f.Path)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(p, f.Data, f.Mode); err != nil {
-		return fmt.Errorf("render %s: %w", f.Path, err)
-	}
-	if f.Group != "" && os.Geteuid() == 0 {
+	var owner *atomicfile.Owner
+	if ownership && f.Group != "" {
 		g, err := user.LookupGroup(f.Group)
 		if err != nil {
 			return fmt.Errorf("render %s: group %s: %w (the image must have it)", f.Path, f.Group, err)
 		}
-		gid, _ := strconv.Atoi(g.Gid)
-		if err := os.Chown(p, 0, gid); err != nil {
-			return fmt.Errorf("render %s: %w", f.Path, err)
+		gid, err := strconv.Atoi(g.Gid)
+		if err != nil {
+			return fmt.Errorf("render %s: group %s: gid %q: %w", f.Path, f.Group, g.Gid, err)
 		}
+		owner = &atomicfile.Owner{UID: os.Geteuid(), GID: gid}
+	}
+	if err := atomicfile.WriteOwned(p, f.Data, f.Mode, owner); err != nil {
+		return fmt.Errorf("render %s: %w", f.Path, err)
 	}
 	return nil
+}
+
+// backdate dates every rendered file a minute back. Postfix rereads a
+// main.cf modified within the last second or so until it is "stable"
+// (dict_load_file), sleeping 300 ms a time: a fresh tree would cost every
+// postconf (Verify) and the start of Postfix seconds.
+func backdate(root string) {
+	t := time.Now().Add(-time.Minute)
+	_ = filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
+		if err == nil {
+			_ = os.Chtimes(p, t, t)
+		}
+		return nil
+	})
 }
 
 // syncTree fsyncs every directory of the tree, so that after a crash the
@@ -350,11 +414,6 @@ func syncTree(root string) error {
 		if err != nil || !d.IsDir() {
 			return err
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return f.Sync()
+		return atomicfile.SyncDir(p)
 	})
 }

@@ -8,11 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
-	"time"
 
 	"quietmx/internal/passwd"
 	"quietmx/internal/rules"
@@ -246,8 +248,7 @@ func TestRealTools(t *testing.T) {
 	for _, c := range examples {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			out := c.render(t, cheap)
-			backdate(t, out)
+			out := c.render(t, cheap) // dated back by RenderWith
 			if err := Verify(out); err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
@@ -304,24 +305,6 @@ func nullSenderDiscarded(t *testing.T, out string) {
 	}
 }
 
-// backdate sets every file's mtime a minute back. Postfix rereads a
-// main.cf modified within the last second or so until it is "stable"
-// (dict_load_file), sleeping 300 ms a time: 2 s per postconf on a fresh
-// render, and postfix check runs postconf many times.
-func backdate(t *testing.T, root string) {
-	t.Helper()
-	old := time.Now().Add(-time.Minute)
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chtimes(p, old, old)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // postfixCheck runs `postfix -c DIR check` on a copy of the rendered
 // postfix/ whose queue and data directories are temporary ones, so the
 // host's queue is never touched. It needs root (postfix check chowns the
@@ -359,7 +342,7 @@ func postfixCheck(t *testing.T, out string) {
 			t.Fatal(err)
 		}
 	}
-	backdate(t, conf)
+	backdate(conf)
 	cmd := exec.Command("postfix", "-c", conf, "check")
 	got, err := cmd.CombinedOutput()
 	if err != nil || len(got) > 0 {
@@ -602,5 +585,91 @@ func TestRenderNothingOnError(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("Render created the output directory despite failing")
+	}
+}
+
+// TestRenderLeavesNothingOnFailure: a failure after the tree was started
+// (here the rule file, refused by its own install) removes everything:
+// neither outDir nor a temporary directory next to it remains.
+func TestRenderLeavesNothingOnFailure(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"absent", "empty"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out")
+			if name == "empty" {
+				if err := os.Mkdir(out, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := minimalSpec(t, nil)
+			s.Rules.Data = []byte("default: {type: maildri}\n")
+			err := RenderWith(s, out, Options{Params: cheap})
+			if err == nil || !strings.Contains(err.Error(), RulesFile) {
+				t.Fatalf("RenderWith with a broken rule file: err = %v", err)
+			}
+			entries, _ := os.ReadDir(dir)
+			want := 0
+			if name == "empty" {
+				want = 1 // the empty directory the caller made, untouched
+			}
+			if len(entries) != want {
+				t.Errorf("%s holds %d entries after a failed render, want %d", dir, len(entries), want)
+			}
+			if left, _ := os.ReadDir(out); len(left) > 0 {
+				t.Errorf("%s holds %d entries after a failed render", out, len(left))
+			}
+		})
+	}
+}
+
+// TestRenderWithoutOwnership: by default (quietmx render --out) no file's
+// owner is looked up or changed, so the tree renders on a machine without
+// a dovecot group, and into an existing empty directory.
+func TestRenderWithoutOwnership(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "tree")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := RenderWith(minimalSpec(t, nil), out, Options{Params: cheap}); err != nil {
+		t.Fatalf("RenderWith: %v", err)
+	}
+	st, err := os.Stat(filepath.Join(out, PasswdFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gid := st.Sys().(*syscall.Stat_t).Gid; int(gid) != os.Getegid() {
+		t.Errorf("%s has gid %d, want the process's %d (no ownership outside the live tree)", PasswdFile, gid, os.Getegid())
+	}
+	if st, _ := os.Stat(out); st.Mode().Perm() != 0o755 {
+		t.Errorf("tree mode %v, want 0755", st.Mode().Perm())
+	}
+}
+
+// TestWriteFileOwnership: with ownership, a group the machine lacks is a
+// clear error that leaves no file; without, the group is never needed.
+func TestWriteFileOwnership(t *testing.T) {
+	t.Parallel()
+	f := File{Path: "dovecot/passwd", Data: []byte("x\n"), Mode: 0o640, Group: "quietmx-no-such-group"}
+	root := t.TempDir()
+	err := writeFile(root, f, true)
+	if err == nil || !strings.Contains(err.Error(), "group quietmx-no-such-group") {
+		t.Fatalf("writeFile with a missing group: err = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, f.Path)); err == nil {
+		t.Error("writeFile left the file despite failing")
+	}
+	if err := writeFile(root, f, false); err != nil {
+		t.Fatalf("writeFile without ownership: %v", err)
+	}
+	// With a group that exists (the process's own), it is set.
+	g, err := user.LookupGroupId(strconv.Itoa(os.Getegid()))
+	if err != nil {
+		t.Skipf("own group: %v", err)
+	}
+	f.Path, f.Group = "dovecot/passwd2", g.Name
+	if err := writeFile(root, f, true); err != nil {
+		t.Fatalf("writeFile with ownership to %s: %v", g.Name, err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"quietmx/internal/atomicfile"
 )
 
 // Swap makes the rendered tree fresh live: live becomes a symlink to it,
@@ -51,12 +53,10 @@ func Swap(fresh, live string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("swap: %w", err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+	if err := atomicfile.SyncDir(dir); err != nil {
+		return fmt.Errorf("swap: %w", err)
 	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // Diff lists the files (relative paths, sorted) that differ between two

@@ -41,19 +41,29 @@ func listenLog(path string, out io.Writer, mu *sync.Mutex) (*logRelay, error) {
 	return &logRelay{conn: conn, out: out, mu: mu}, nil
 }
 
+// start serves in its own goroutine until close; a panic goes to fatal
+// (see guard).
+func (l *logRelay) start(fatal func(error)) {
+	go guard("the log relay", fatal, l.serve)
+}
+
 func (l *logRelay) serve() {
-	defer func() { _ = recover() }()
 	buf := make([]byte, 64<<10)
 	for {
 		n, _, err := l.conn.ReadFromUnix(buf)
 		if err != nil {
 			return
 		}
-		line := stripSyslog(buf[:n])
-		l.mu.Lock()
-		fmt.Fprintf(l.out, "%s\n", line)
-		l.mu.Unlock()
+		l.write(stripSyslog(buf[:n]))
 	}
+}
+
+// write copies one line out. The lock is released even if the write
+// panics: the supervisor must still be able to log why it stops.
+func (l *logRelay) write(line []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.out, "%s\n", line)
 }
 
 // stripSyslog removes the priority, time stamp and host of a syslog line,

@@ -18,18 +18,19 @@ import (
 type reaper struct {
 	mu      sync.Mutex
 	waiting map[int]chan syscall.WaitStatus
+	fatal   func(error)
 }
 
-func newReaper() *reaper {
-	r := &reaper{waiting: map[int]chan syscall.WaitStatus{}}
+// newReaper starts reaping; a panic in it goes to fatal (see guard).
+func newReaper(fatal func(error)) *reaper {
+	r := &reaper{waiting: map[int]chan syscall.WaitStatus{}, fatal: fatal}
 	sig := make(chan os.Signal, 16)
 	signal.Notify(sig, syscall.SIGCHLD)
-	go func() {
-		defer func() { _ = recover() }()
+	go guard("the reaper", fatal, func() {
 		for range sig {
 			r.reap()
 		}
-	}()
+	})
 	return r
 }
 
@@ -52,8 +53,12 @@ func (r *reaper) reap() {
 // exclusive runs f while no wait4(-1) can happen, so code that uses os/exec
 // itself (the renderer's checks with postconf and doveconf) waits for its
 // own children. Orphans exiting meanwhile stay zombies until f returns.
-// f must not start children through the reaper.
+// f must not start children through the reaper. A nil reaper (unit tests:
+// nothing else waits there) just runs f.
 func (r *reaper) exclusive(f func() error) error {
+	if r == nil {
+		return f()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return f()
@@ -72,7 +77,7 @@ func (r *reaper) start(cmd *exec.Cmd) (<-chan syscall.WaitStatus, error) {
 	r.waiting[cmd.Process.Pid] = ch
 	// In case SIGCHLD arrived before we registered (it cannot be lost:
 	// the next reap happens on the next signal), reap now outside the lock.
-	go r.reap()
+	go guard("the reaper", r.fatal, r.reap)
 	return ch, nil
 }
 
