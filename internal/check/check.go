@@ -7,12 +7,12 @@ package check
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
 
+	"quietmx/internal/delivery"
 	"quietmx/internal/route"
 	"quietmx/internal/rules"
 )
@@ -52,13 +52,10 @@ func Validate(set *rules.Set) rules.Findings {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	fb := delivery.FallbackFor(set)
 	check := func(key, path string, e *rules.Entry) {
 		if _, err := route.ExpandEntry(set, key, e); err != nil {
-			msg := err.Error()
-			if errors.Is(err, route.ErrNoRoute) {
-				msg += " (the message would be rescued)"
-			}
-			add(rules.Error, e.Pos, path, "%s", msg)
+			add(rules.Error, e.Pos, path, "%v", err)
 		}
 	}
 	for _, k := range keys {
@@ -92,10 +89,17 @@ func Validate(set *rules.Set) rules.Findings {
 			add(rules.Warning, plain.Pos, where, "reached only by extended addresses: %q takes the exact address first", k)
 		}
 	}
-	if set.Default == nil && set.Rescue == "" {
-		add(rules.Warning, rules.Pos{}, "", "no default and no rescue: mail for an unknown address is deferred, and Postfix returns it to the sender when it expires; add default: (or at least rescue:)")
-	} else if set.Default == nil {
-		add(rules.Warning, rules.Pos{}, "", "no default: mail for an unknown address goes to rescue")
+	// What happens after a failure is delivery's decision (FallbackFor):
+	// the warnings quote it rather than restate it.
+	switch {
+	case set.Default == nil && fb.Kind == delivery.FallbackRescue:
+		add(rules.Warning, rules.Pos{}, "", "no default: mail for an unknown address: %s", fb.Describe())
+	case set.Default == nil && fb.Kind == delivery.FallbackDefer:
+		add(rules.Warning, rules.Pos{}, "", "no default: mail for an unknown address: %s, then returns it to the sender when it expires; add default: (or at least rescue:)", fb.Describe())
+	case set.Default == nil:
+		add(rules.Warning, rules.Pos{}, "", "no default: mail for an unknown address: %s; add default: (or at least rescue:)", fb.Describe())
+	case fb.Kind == delivery.FallbackLose:
+		add(rules.Warning, rules.Pos{}, "", "mail whose actions fail: %s; add rescue: (or remove die_quietly)", fb.Describe())
 	}
 	return fs
 }
