@@ -65,5 +65,5 @@ func deliver(args []string, stdin io.Reader, stderr io.Writer) (code int) {
 	}
 	log, closeLog = maillog.Open(call.Log, also)
 	res = call.Run(context.Background(), stdin)
-	return 0 // replaced by the deferred function
+	return // the deferred function logs res and sets code
 }
