@@ -136,7 +136,8 @@ func Run(ctx context.Context, cfg Config, req Request) (res Result) {
 		res.RulesStale = loaded.Reason
 	}
 	r := runner{ctx: ctx, cfg: cfg, set: loaded.Set, req: req}
-	return r.run(res)
+	r.run(&res) // through a pointer: a panic keeps the records so far
+	return res
 }
 
 // failAll ends res as Deferred because of err: recipients already logged
@@ -165,7 +166,7 @@ type runner struct {
 	req Request
 }
 
-func (r *runner) run(res Result) Result {
+func (r *runner) run(res *Result) {
 	res.Outcome = Dropped
 	var failure error
 	var failed int
@@ -186,7 +187,7 @@ func (r *runner) run(res Result) Result {
 		}
 	}
 	if failure == nil {
-		return res
+		return
 	}
 	res.Err = failure
 	// The rest of the recipients are not routed: the rescue copy (or the
@@ -201,7 +202,6 @@ func (r *runner) run(res Result) Result {
 		res.Records[i].RescueFile = file
 		res.Records[i].Detail = detail
 	}
-	return res
 }
 
 // recipient routes one recipient and runs its actions.
