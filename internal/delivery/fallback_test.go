@@ -292,14 +292,13 @@ func generatedCases(t *testing.T) []fallbackCase {
   forward@x: {type: forward, value: far@elsewhere.example}
   loop@x: {type: alias, value: loop2@x}
   loop2@x: {type: alias, value: loop@x}
-  bogus@x: {type: bogus}
 `, blocker, dir)
 					c.path = filepath.Join(dir, "rules.yaml")
 					writeFile(t, c.path, b.String())
 					c.addrs = []string{"unknown@x"}
 					if def == "none" {
 						// The aliases fail the same whatever the default.
-						c.addrs = append(c.addrs, "pipe@x", "chain@x", "second@x", "forward@x", "loop@x", "bogus@x")
+						c.addrs = append(c.addrs, "pipe@x", "chain@x", "second@x", "forward@x", "loop@x")
 					}
 					out = append(out, c)
 				}
