@@ -41,7 +41,7 @@ func Rules(file string, data []byte) (*rules.Set, rules.Findings) {
 }
 
 // Validate finds what needs the router: alias loops and dead ends, rematch
-// chains, unreachable keys, and mail that could only be deferred.
+// chains, unreachable keys, and mail that would be deferred or lost.
 func Validate(set *rules.Set) rules.Findings {
 	var fs rules.Findings
 	add := func(sev rules.Severity, pos rules.Pos, path, format string, args ...any) {
@@ -52,7 +52,6 @@ func Validate(set *rules.Set) rules.Findings {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	fb := delivery.FallbackFor(set)
 	check := func(key, path string, e *rules.Entry) {
 		if _, err := route.ExpandEntry(set, key, e); err != nil {
 			add(rules.Error, e.Pos, path, "%v", err)
@@ -91,6 +90,7 @@ func Validate(set *rules.Set) rules.Findings {
 	}
 	// What happens after a failure is delivery's decision (FallbackFor):
 	// the warnings quote it rather than restate it.
+	fb := delivery.FallbackFor(set)
 	switch {
 	case set.Default == nil && fb.Kind == delivery.FallbackRescue:
 		add(rules.Warning, rules.Pos{}, "", "no default: mail for an unknown address: %s", fb.Describe())
