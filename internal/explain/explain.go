@@ -1,8 +1,10 @@
 // Package explain answers "why did this message go there?": for an address
 // it shows every lookup route.Resolve tried, the key that matched, the
-// expanded actions with ${sender}/${recipient} filled in, and where a
-// failure of each action would go. It has no side effects and uses the same
-// router as delivery, so it cannot disagree with what delivery does.
+// expanded actions with ${sender}/${recipient} filled in (the command lines
+// from package action, which runs them), and where a failure of each action
+// would go (delivery.FallbackFor, which delivery acts on). It has no side
+// effects and uses the same router as delivery, so it cannot disagree with
+// what delivery does.
 package explain
 
 import (
@@ -13,6 +15,7 @@ import (
 	"strings"
 
 	"quietmx/internal/action"
+	"quietmx/internal/delivery"
 	"quietmx/internal/route"
 	"quietmx/internal/rules"
 )
@@ -51,7 +54,7 @@ func Explain(set *rules.Set, sender string, addresses []string, sendmail, forwar
 		plan := route.Resolve(set, addr)
 		r := Report{Address: addr, Sender: sender, Recipient: plan.Rewritten, Steps: plan.Steps, Key: plan.Key}
 		d := &action.Delivery{Sender: sender, Recipient: plan.Rewritten, Sendmail: sendmail, ForwardSender: action.ForwardSender(set.ForwardSender, forwardFlag, plan.Rewritten)}
-		fallback := rescueText(set)
+		fallback := delivery.FallbackFor(set).Describe()
 		for _, pl := range plan.Actions {
 			r.Actions = append(r.Actions, step(pl, d, fallback))
 		}
@@ -64,32 +67,17 @@ func Explain(set *rules.Set, sender string, addresses []string, sendmail, forwar
 	return out
 }
 
-func rescueText(set *rules.Set) string {
-	switch {
-	case set.Rescue != "" && set.RescueJSON:
-		return "rescue as a JSON dump in " + set.Rescue
-	case set.Rescue != "":
-		return "rescue as a raw message in " + set.Rescue
-	case set.DieQuietly:
-		return "LOST: no rescue and die_quietly is set (exit 0)"
-	}
-	return "defer: no rescue, Postfix keeps the message and retries (exit 75)"
-}
-
 func step(pl route.Planned, d *action.Delivery, fallback string) Step {
 	a := pl.Action
 	s := Step{Summary: a.Summary(), Type: a.Type, Via: pl.Via, Problem: a.Problem, OnFailure: fallback}
 	switch a.Type {
 	case rules.TypePipe:
-		s.Argv = []string{a.Cmd}
-		for _, arg := range a.Args {
-			s.Argv = append(s.Argv, action.Expand(arg, d))
-		}
+		s.Argv = action.PipeCommand(a, d)
 		if a.Timeout > 0 {
 			s.Timeout = a.Timeout.String()
 		}
 	case rules.TypeForward:
-		s.Argv = append([]string{d.Sendmail, "-i", "-f", d.ForwardSender, "--"}, a.Addresses...)
+		s.Argv = action.ForwardCommand(a, d)
 	}
 	if len(pl.OnError) > 0 {
 		for _, oe := range pl.OnError {

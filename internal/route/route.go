@@ -74,12 +74,6 @@ func Resolve(set *rules.Set, recipient string) *Plan {
 	return p
 }
 
-// Match finds the entry for an address by the lookup order alone (no
-// rematch, no alias expansion). It returns the matched key or "".
-func Match(set *rules.Set, address string) (*rules.Entry, string) {
-	return lookup(set, address, nil)
-}
-
 // lookup applies the original's order: addr=, whole address, extension
 // shortening, local part in every domain (shortened too), @domain, default.
 func lookup(set *rules.Set, address string, steps *[]Step) (*rules.Entry, string) {
