@@ -16,29 +16,29 @@ import (
 
 // Dial opens an SMTP session and says EHLO as helo.
 func Dial(addr, helo string) (*smtp.Client, error) {
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.Hello(helo); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("EHLO: %w", err)
-	}
-	return c, nil
+	return ehlo(smtp.Dial(addr))(helo)
 }
 
-// DialStartTLS opens an SMTP session, says EHLO and starts TLS with cfg
-// (which verifies the server's certificate unless cfg says otherwise).
+// DialStartTLS opens an SMTP session, starts TLS with cfg (which verifies
+// the server's certificate unless cfg says otherwise) and says EHLO as
+// helo inside TLS. (go-smtp says "EHLO localhost" before STARTTLS; the
+// session state, HELO name included, starts over after it.)
 func DialStartTLS(addr, helo string, cfg *tls.Config) (*smtp.Client, error) {
-	c, err := smtp.DialStartTLS(addr, cfg)
-	if err != nil {
-		return nil, err
+	return ehlo(smtp.DialStartTLS(addr, cfg))(helo)
+}
+
+// ehlo says EHLO on a session just opened, and closes it on failure.
+func ehlo(c *smtp.Client, err error) func(helo string) (*smtp.Client, error) {
+	return func(helo string) (*smtp.Client, error) {
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Hello(helo); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("EHLO: %w", err)
+		}
+		return c, nil
 	}
-	if err := c.Hello(helo); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("EHLO: %w", err)
-	}
-	return c, nil
 }
 
 // SendOn sends one message on an open session: MAIL, RCPT for each
