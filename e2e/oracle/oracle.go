@@ -101,16 +101,21 @@ func Check(log string, queue []QueueEntry, e Expect) []Violation {
 			}
 			continue
 		}
-		if prog == "qmgr" {
-			if f := qmgrFromRe.FindStringSubmatch(rest); f != nil && f[1] == "" {
+		if f := qmgrFromRe.FindStringSubmatch(rest); f != nil && prog == "qmgr" {
+			if f[1] == "" {
 				nullSender = append(nullSender, delivery{qid: qid, line: line})
 			}
 			continue
 		}
-		if prog == "bounce" {
-			if n := noticeRe.FindStringSubmatch(rest); n != nil {
-				notices = append(notices, delivery{qid: n[1], to: qid, line: line})
-			}
+		if n := noticeRe.FindStringSubmatch(rest); n != nil && prog == "bounce" {
+			notices = append(notices, delivery{qid: n[1], to: qid, line: line})
+			continue
+		}
+		// Fail closed: a line about a status, a notice or the null sender
+		// that none of the shapes above reads would otherwise pass unseen
+		// (e.g. "status=deferred (bounce failed)").
+		if strings.Contains(rest, "status=") || strings.Contains(rest, "notification") || strings.Contains(rest, "from=<>,") {
+			bad("a line the oracle cannot read", line)
 		}
 	}
 

@@ -19,6 +19,8 @@ const (
 	bounced    = pfx + "postfix/pipe[413]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.1, delays=0.05/0.01/0/0.04, dsn=5.3.5, status=bounced (local configuration error)\n"
 	expired    = pfx + "postfix/qmgr[301]: 6C19FC0EB2: from=<sender@outside.example>, status=expired, returned to sender\n"
 	timeLimit  = pfx + "postfix/pipe[414]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=1001, delays=0.05/0.01/0/1000, dsn=4.3.0, status=SOFTBOUNCE (Command time limit exceeded: \"/usr/local/bin/altpostlocal\")\n"
+	tempfail2  = pfx + "postfix/pipe[411]: 6C19FC0EB2: to=<broken@e2e.example>, relay=altpostlocal, delay=0.3, delays=0.05/0.01/0/0.24, dsn=4.3.0, status=deferred (temporary failure)\n"
+	bounceFail = pfx + "postfix/qmgr[301]: 6C19FC0EB2: status=deferred (bounce failed)\n"
 	killed     = pfx + "postfix/pipe[415]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.4, delays=0.05/0.01/0/0.3, dsn=4.3.0, status=deferred (Command died with signal 9: \"/usr/local/bin/altpostlocal\")\n"
 	dsn5sent   = pfx + "postfix/pipe[416]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.1, delays=0.05/0.01/0/0.04, dsn=5.2.3, status=sent (delivered via altpostlocal service)\n"
 	dsn5defer  = pfx + "postfix/pipe[417]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.1, delays=0.05/0.01/0/0.04, dsn=5.2.3, status=deferred (message too large)\n"
@@ -61,7 +63,8 @@ func TestCheck(t *testing.T) {
 		want   []string // the Why of each violation, in order; nil = clean
 	}{
 		{name: "delivered", log: received + sent + removed},
-		{name: "the agent's deferral (exit 75) then delivery", log: received + tempfail + sent + removed},
+		{name: "the agent's deferral (exit 75) then delivery", log: received + tempfail + tempfail2 + sent + removed},
+		{name: "a status line of another shape fires", log: received + bounceFail, want: []string{"a line the oracle cannot read"}},
 		{name: "relay refusal and agent line are no violation", log: refused + agentLog},
 		{name: "softbounce fires", log: received + softbounce,
 			want: []string{"a bounce that soft_bounce turned into a deferral (the agent exited with a code that bounces)"}},
