@@ -1,50 +1,60 @@
 package oracle
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
 // Log lines as Postfix 3.7 writes them to maillog_file (postlogd) in the
-// appliance: the SOFTBOUNCE line is copied from a run of TestOracleFires;
-// the others have the same shape (log_adhoc's delivery record, qmgr's and
-// bounce(8)'s lines) with the reasons of pipe(8), sys_exits and smtp(8).
+// appliance, copied from runs of the e2e suite (TestOracleFires,
+// TestNeverBounce, TestFaultInjection, TestForward) unless marked
+// "shape": those have the same shape (log_adhoc's delivery record, qmgr's
+// and bounce(8)'s lines) with the reasons of pipe(8) and sys_exits.
 const (
-	pfx        = "Nov 30 05:48:55 mail "
-	received   = pfx + "postfix/qmgr[301]: 6C19FC0EB2: from=<sender@outside.example>, size=2412, nrcpt=1 (queue active)\n"
-	sent       = pfx + "postfix/pipe[410]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.21, delays=0.05/0.01/0/0.15, dsn=2.0.0, status=sent (delivered via altpostlocal service)\n"
-	removed    = pfx + "postfix/qmgr[301]: 6C19FC0EB2: removed\n"
-	tempfail   = pfx + "postfix/pipe[411]: 6C19FC0EB2: to=<broken@e2e.example>, relay=altpostlocal, delay=0.3, delays=0.05/0.01/0/0.24, dsn=4.3.0, status=deferred (temporary failure. Command output: outcome=deferred )\n"
+	pfx      = "Nov 30 05:56:40 mail "
+	received = pfx + "postfix/qmgr[34]: 6C19FC0EB2: from=<sender@outside.example>, size=1245, nrcpt=1 (queue active)\n"
+	sent     = pfx + "postfix/pipe[43]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.03, delays=0.01/0/0/0.02, dsn=2.0.0, status=sent (delivered via altpostlocal service)\n"
+	removed  = pfx + "postfix/qmgr[34]: 6C19FC0EB2: removed\n"
+	// The agent's exit 75: an unwritable Maildir, a full filesystem.
+	tempfail   = pfx + "postfix/pipe[62]: 6C19FC0EB2: to=<broken@e2e.example>, relay=altpostlocal, delay=0.12, delays=0.02/0/0/0.1, dsn=4.3.0, status=deferred (temporary failure)\n"
+	tempfail2  = pfx + "postfix/pipe[1976]: 6C19FC0EB2: to=<tiny@e2e.example>, relay=altpostlocal, delay=0.06, delays=0.02/0/0/0.04, dsn=4.3.0, status=deferred (temporary failure)\n"
 	softbounce = pfx + "postfix/pipe[44]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.05, delays=0.01/0/0/0.04, dsn=4.3.5, status=SOFTBOUNCE (local configuration error)\n"
+	killed     = pfx + "postfix/pipe[117]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.2, delays=0.13/0.01/0/0.05, dsn=4.3.0, status=deferred (Command died with signal 9: \"/usr/local/bin/altpostlocal\")\n"
+	// shape: without soft_bounce; expired; the pipe time limit; a 5.x.x
+	// with another status; bounce_flush's own line.
 	bounced    = pfx + "postfix/pipe[413]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.1, delays=0.05/0.01/0/0.04, dsn=5.3.5, status=bounced (local configuration error)\n"
-	expired    = pfx + "postfix/qmgr[301]: 6C19FC0EB2: from=<sender@outside.example>, status=expired, returned to sender\n"
+	expired    = pfx + "postfix/qmgr[34]: 6C19FC0EB2: from=<sender@outside.example>, status=expired, returned to sender\n"
 	timeLimit  = pfx + "postfix/pipe[414]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=1001, delays=0.05/0.01/0/1000, dsn=4.3.0, status=SOFTBOUNCE (Command time limit exceeded: \"/usr/local/bin/altpostlocal\")\n"
-	tempfail2  = pfx + "postfix/pipe[411]: 6C19FC0EB2: to=<broken@e2e.example>, relay=altpostlocal, delay=0.3, delays=0.05/0.01/0/0.24, dsn=4.3.0, status=deferred (temporary failure)\n"
-	bounceFail = pfx + "postfix/qmgr[301]: 6C19FC0EB2: status=deferred (bounce failed)\n"
-	killed     = pfx + "postfix/pipe[415]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.4, delays=0.05/0.01/0/0.3, dsn=4.3.0, status=deferred (Command died with signal 9: \"/usr/local/bin/altpostlocal\")\n"
 	dsn5sent   = pfx + "postfix/pipe[416]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.1, delays=0.05/0.01/0/0.04, dsn=5.2.3, status=sent (delivered via altpostlocal service)\n"
 	dsn5defer  = pfx + "postfix/pipe[417]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.1, delays=0.05/0.01/0/0.04, dsn=5.2.3, status=deferred (message too large)\n"
-	// A notice made by bounce(8) and queued from the null sender.
-	notice     = pfx + "postfix/bounce[420]: 6C19FC0EB2: sender non-delivery notification: 7A2B10C3D4\n"
-	noticeQmgr = pfx + "postfix/qmgr[301]: 7A2B10C3D4: from=<>, size=4310, nrcpt=1 (queue active)\n"
-	receipt    = pfx + "postfix/bounce[421]: 6C19FC0EB2: sender delivery status notification: 7A2B10C3D4\n"
+	bounceFail = pfx + "postfix/qmgr[34]: 6C19FC0EB2: status=deferred (bounce failed)\n"
+	// A notice made by bounce(8) and queued from the null sender (the
+	// forward path's lines with another queue id and kind).
+	notice     = pfx + "postfix/bounce[199]: 6C19FC0EB2: sender non-delivery notification: 7A2B10C3D4\n"
+	noticeQmgr = pfx + "postfix/qmgr[34]: 7A2B10C3D4: from=<>, size=4452, nrcpt=1 (queue active)\n"
+	receipt    = pfx + "postfix/bounce[199]: 6C19FC0EB2: sender delivery status notification: 7A2B10C3D4\n"
 	// A message from the null sender received over SMTP.
-	nullIn = pfx + "postfix/qmgr[301]: 81F0E2A7B9: from=<>, size=900, nrcpt=1 (queue active)\n"
-	// The forward path: the smarthost down, 451, then 550.
-	fwdRefused   = pfx + "postfix/smtp[430]: 9D3C4B5A60: to=<someone@far.example>, relay=none, delay=0.02, delays=0.01/0/0.01/0, dsn=4.4.1, status=deferred (connect to smarthost.relay.test[172.18.0.2]:587: Connection refused)\n"
-	fwdSuspended = pfx + "postfix/qmgr[301]: A0B1C2D3E4: to=<someone@far.example>, relay=none, delay=0.01, delays=0.01/0/0/0, dsn=4.4.1, status=deferred (delivery temporarily suspended: connect to smarthost.relay.test[172.18.0.2]:587: Connection refused)\n"
-	fwd451       = pfx + "postfix/smtp[431]: 9D3C4B5A60: to=<someone@far.example>, relay=smarthost.relay.test[172.18.0.2]:587, delay=0.2, delays=0.01/0/0.1/0.09, dsn=4.0.0, status=deferred (host smarthost.relay.test[172.18.0.2] said: 451 4.0.0 try later (in reply to RCPT TO command))\n"
-	fwdSent      = pfx + "postfix/smtp[432]: 9D3C4B5A60: to=<someone@far.example>, relay=smarthost.relay.test[172.18.0.2]:587, delay=0.3, delays=0.01/0/0.2/0.09, dsn=2.0.0, status=sent (250 2.0.0 OK)\n"
-	fwd550       = pfx + "postfix/smtp[433]: 9D3C4B5A60: to=<someone@far.example>, relay=smarthost.relay.test[172.18.0.2]:587, delay=0.3, delays=0.01/0/0.2/0.09, dsn=5.0.0, status=bounced (host smarthost.relay.test[172.18.0.2] said: 550 5.0.0 rejected (in reply to RCPT TO command))\n"
-	fwdNotice    = pfx + "postfix/bounce[434]: 9D3C4B5A60: sender non-delivery notification: B5C6D7E8F9\n"
-	fwdNoticeQ   = pfx + "postfix/qmgr[301]: B5C6D7E8F9: from=<>, size=5120, nrcpt=1 (queue active)\n"
-	fwdNoticeIn  = pfx + "postfix/pipe[435]: B5C6D7E8F9: to=<postmaster@e2e.example>, relay=altpostlocal, delay=0.1, delays=0.05/0.01/0/0.04, dsn=2.0.0, status=sent (delivered via altpostlocal service)\n"
-	fwdNoticeOut = pfx + "postfix/smtp[436]: B5C6D7E8F9: to=<alice@origin.example>, relay=smarthost.relay.test[172.18.0.2]:587, delay=0.3, delays=0.01/0/0.2/0.09, dsn=2.0.0, status=sent (250 2.0.0 OK)\n"
-	relayed      = pfx + "postfix/smtp[437]: C0D1E2F3A4: to=<x@foreign.example>, relay=mx.foreign.example[192.0.2.1]:25, delay=0.3, delays=0.01/0/0.2/0.09, dsn=2.0.0, status=sent (250 2.0.0 OK)\n"
+	nullIn = pfx + "postfix/qmgr[34]: 81F0E2A7B9: from=<>, size=900, nrcpt=1 (queue active)\n"
+	// The forward path: the smarthost refusing connections, its name not
+	// resolving, a 451, acceptance, then a 550 and its notice, delivered to
+	// our postmaster by the agent.
+	fwdRefused   = pfx + "postfix/smtp[51]: C2540CC037: to=<someone@far.example>, relay=none, delay=0.03, delays=0.03/0/0/0, dsn=4.4.1, status=deferred (connect to smarthost.relay.test[172.22.0.2]:587: Connection refused)\n"
+	fwdNoName    = pfx + "postfix/smtp[51]: 1FE4FCC1FF: to=<someone@far.example>, relay=none, delay=0.03, delays=0.02/0/0/0, dsn=4.3.5, status=deferred (Host or domain name not found. Name service error for name=smarthost.relay.test type=A: Host not found)\n"
+	fwd451       = pfx + "postfix/smtp[51]: F40A0CC209: to=<someone@far.example>, relay=smarthost.relay.test[172.22.0.2]:587, delay=0.08, delays=0.02/0/0.05/0, dsn=4.7.1, status=deferred (host smarthost.relay.test[172.22.0.2] said: 451 4.7.1 smarthost test mode 451 (in reply to RCPT TO command))\n"
+	fwdSent      = pfx + "postfix/smtp[51]: F40A0CC209: to=<someone@far.example>, relay=smarthost.relay.test[172.22.0.2]:587, delay=0.65, delays=0.59/0.01/0.05/0, dsn=2.0.0, status=sent (250 2.0.0 OK: queued)\n"
+	fwd550       = pfx + "postfix/smtp[51]: 6834ECC22C: to=<someone@far.example>, relay=smarthost.relay.test[172.22.0.2]:587, delay=0.11, delays=0.02/0/0.05/0.04, dsn=5.7.1, status=bounced (host smarthost.relay.test[172.22.0.2] said: 550 5.7.1 smarthost test mode 550 (in reply to RCPT TO command))\n"
+	fwdNoticeQ   = pfx + "postfix/qmgr[31]: 8249FCC265: from=<>, size=4452, nrcpt=1 (queue active)\n"
+	fwdNotice    = pfx + "postfix/bounce[199]: 6834ECC22C: sender non-delivery notification: 8249FCC265\n"
+	fwdNoticeIn  = pfx + "postfix/pipe[43]: 8249FCC265: to=<postmaster@e2e.example>, relay=altpostlocal, delay=0.03, delays=0.01/0/0/0.02, dsn=2.0.0, status=sent (delivered via altpostlocal service)\n"
+	fwdNoticeOut = pfx + "postfix/smtp[51]: 8249FCC265: to=<alice@origin.example>, relay=smarthost.relay.test[172.22.0.2]:587, delay=0.3, delays=0.01/0/0.2/0.09, dsn=2.0.0, status=sent (250 2.0.0 OK: queued)\n" // shape
+	relayed      = pfx + "postfix/smtp[51]: C0D1E2F3A4: to=<x@foreign.example>, relay=mx.foreign.example[192.0.2.1]:25, delay=0.3, delays=0.01/0/0.2/0.09, dsn=2.0.0, status=sent (250 2.0.0 OK)\n"                // shape
 	// Lines that mention bounces and 5.x.x codes but are no violation: a
-	// relay refusal at RCPT (no queue id, no dsn=) and the agent's own line.
+	// relay refusal at RCPT (no queue id, no dsn=) and the agent's line
+	// for the notice (sender="").
 	refused  = pfx + "postfix/smtpd[201]: NOQUEUE: reject: RCPT from unknown[172.17.0.1]: 554 5.7.1 <x@foreign.example>: Relay access denied; from=<probe@outside.example> to=<x@foreign.example> proto=ESMTP helo=<client.e2e.example>\n"
-	agentLog = pfx + "altpostlocal[409]: level=INFO msg=delivery queue_id=6C19FC0EB2 outcome=delivered exit=0 status=bounced-never\n"
+	agentLog = pfx + "altpostlocal[202]: level=INFO msg=delivery queue_id=8249FCC265 sender=\"\" recipient=postmaster@e2e.example orig_recipient=postmaster@e2e.example key=postmaster@e2e.example actions=\"maildir:/var/mail/vmail/e2e.example/postmaster/Maildir=ok\" outcome=delivered exit=0 duration_ms=7\n"
 )
 
 var forward = Expect{
@@ -87,16 +97,16 @@ func TestCheck(t *testing.T) {
 		{name: "a null-sender message in the queue listing fires", queue: nullQueued,
 			want: []string{"the queue holds a message from the null sender"}},
 		{name: "a null-sender message received fires", log: nullIn, want: []string{"a message from the null sender entered the queue"}},
-		{name: "smarthost deferrals of a forward", log: fwdRefused + fwdSuspended + fwd451 + fwdSent, expect: forward},
+		{name: "smarthost deferrals of a forward", log: fwdRefused + fwdNoName + fwd451 + fwdSent, expect: forward},
 		{name: "smarthost deferrals without a forward rule fire", log: fwd451,
 			want: []string{"relayed: Postfix's SMTP client delivered to a recipient no forward rule names"}},
-		{name: "a rejected forward, its notice to our postmaster", log: fwd550 + fwdNotice + fwdNoticeQ + fwdNoticeIn, expect: forward},
-		{name: "a rejected forward not provoked fires", log: fwd550 + fwdNotice + fwdNoticeQ + fwdNoticeIn,
+		{name: "a rejected forward, its notice to our postmaster", log: fwd550 + fwdNoticeQ + fwdNotice + fwdNoticeIn, expect: forward},
+		{name: "a rejected forward not provoked fires", log: fwd550 + fwdNoticeQ + fwdNotice + fwdNoticeIn,
 			expect: Expect{Outbound: forward.Outbound, NoticeTo: forward.NoticeTo}, want: []string{
 				"a notice (bounce or receipt) was made",
 				"a message from the null sender entered the queue",
 				"bounced"}},
-		{name: "a notice of a rejected forward sent outward fires", log: fwd550 + fwdNotice + fwdNoticeQ + fwdNoticeOut, expect: forward,
+		{name: "a notice of a rejected forward sent outward fires", log: fwd550 + fwdNoticeQ + fwdNotice + fwdNoticeOut, expect: forward,
 			want: []string{"an expected notice went to someone else than postmaster@e2e.example"}},
 		{name: "a relay fires", log: relayed, expect: forward,
 			want: []string{"relayed: Postfix's SMTP client delivered to a recipient no forward rule names"}},
@@ -146,5 +156,44 @@ func TestParseQueue(t *testing.T) {
 	}
 	if q, err := ParseQueue("postqueue: warning: Mail system is down\n"); err != nil || len(q) != 0 {
 		t.Errorf("ParseQueue on a warning: %v %v", q, err)
+	}
+}
+
+// TestCheckRecorded replays whole container logs recorded from e2e runs:
+// each is clean with what its scenario expects, and the oracle fires when
+// the expectation is taken away (or, for exit78, always).
+func TestCheckRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		file      string
+		expect    Expect
+		clean     bool
+		withoutIt string // the first violation with the zero Expect
+	}{
+		{"neverbounce.log", Expect{}, true, ""},
+		{"forward.log", forward, true, "a notice (bounce or receipt) was made"},
+		{"exit78.log", Expect{}, false, "a bounce that soft_bounce turned into a deferral (the agent exited with a code that bounces)"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			log, err := os.ReadFile(filepath.Join("testdata", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(log), "status=sent") {
+				t.Fatalf("%s: no delivery in the recording", tc.file)
+			}
+			got := Check(string(log), nil, tc.expect)
+			if tc.clean && len(got) != 0 {
+				t.Errorf("with its scenario's Expect:\n%s", join(got))
+			}
+			if !tc.clean && len(got) == 0 {
+				t.Errorf("the oracle is silent")
+			}
+			if tc.withoutIt != "" {
+				got = Check(string(log), nil, Expect{})
+				if len(got) == 0 || got[0].Why != tc.withoutIt {
+					t.Errorf("with nothing expected:\n%s\nwant first: %s", join(got), tc.withoutIt)
+				}
+			}
+		})
 	}
 }
