@@ -34,8 +34,9 @@ const (
 // Smarthost is the test smarthost (e2e/smarthost): STARTTLS, AUTH PLAIN
 // required, every accepted message recorded.
 type Smarthost struct {
-	t *testing.T
-	C testcontainers.Container
+	t    *testing.T
+	C    testcontainers.Container
+	mode string
 }
 
 // SmarthostMessage is one message the smarthost accepted.
@@ -113,10 +114,25 @@ func (s *Smarthost) exec(cmd ...string) string {
 }
 
 // SetMode switches the smarthost: "accept", "down" (connection refused) or
-// an SMTP code its RCPT replies give ("451", "550").
+// an SMTP code its RCPT replies give ("451", "550"). Going down or back
+// up, it waits for the smarthost's event that the listener closed or
+// opened, so the next message meets the new mode.
 func (s *Smarthost) SetMode(mode string) {
 	s.t.Helper()
+	event := ""
+	switch {
+	case mode == "down" && s.mode != "down":
+		event = "down: listener closed"
+	case mode != "down" && s.mode == "down":
+		event = "listening on"
+	}
+	before := strings.Count(s.Events(), event)
 	s.exec("sh", "-c", `printf '%s\n' "$1" > /tmp/smarthost/mode.tmp && mv /tmp/smarthost/mode.tmp /tmp/smarthost/mode`, "sh", mode)
+	s.mode = mode
+	if event != "" {
+		waitFor(s.t, 10*time.Second, func() bool { return strings.Count(s.Events(), event) > before },
+			func() string { return fmt.Sprintf("the smarthost did not log %q; events:\n%s", event, s.Events()) })
+	}
 }
 
 // Messages returns what the smarthost accepted, in order.
