@@ -304,6 +304,7 @@ func TestIMAPSOnly(t *testing.T) {
 			t.Errorf("a login without TLS: %s", l)
 		}
 	}
+	a.AssertNoBounce()
 }
 
 // TestBackscatter: nothing the appliance accepts can make it write to a

@@ -66,6 +66,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"quietmx/e2e/harness"
+	"quietmx/e2e/oracle"
 )
 
 const (
@@ -542,6 +543,11 @@ func (b *bench) once(v string, rep int) (result, error) {
 	}
 	if st.deferred > 0 || st.bounced > 0 {
 		problems = append(problems, fmt.Sprintf("%d deferred, %d bounced", st.deferred, st.bounced))
+	}
+	// The e2e suite's never-bounce oracle too: it also sees what the
+	// counts above do not (SOFTBOUNCE, expired, notices, the null sender).
+	if vs := oracle.Check(logs, nil, oracle.Expect{}); len(vs) > 0 {
+		problems = append(problems, fmt.Sprintf("%d oracle violations, the first: %s", len(vs), vs[0]))
 	}
 	if v == "a" || v == "b" {
 		if st.agentNotDelivered > 0 {
