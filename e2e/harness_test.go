@@ -106,7 +106,11 @@ func Start(t *testing.T, o Options) *Appliance {
 		}
 		writeFile(t, filepath.Join(dir, name), content, mode)
 	}
-	env := map[string]string{"QUIETMX_SPEC": "/etc/quietmx/appliance/quietmx.yaml"}
+	// QUIETMX_SPEC must name a file that exists: only when the test gives one.
+	env := map[string]string{}
+	if _, ok := o.Files["quietmx.yaml"]; ok || o.Spec != "" {
+		env["QUIETMX_SPEC"] = "/etc/quietmx/appliance/quietmx.yaml"
+	}
 	for k, v := range o.Env {
 		env[k] = v
 	}
