@@ -120,18 +120,11 @@ func AtRCPT(set *rules.Set, recipient string) *Plan {
 	if pl := p.Actions[0]; pl.Action.Type == rules.TypeReject && pl.Action.Problem == "" {
 		key := p.Key
 		if n := len(pl.Via); n > 0 {
-			key, _ = matchKey(set, pl.Via[n-1], atRCPT)
+			_, key = Match(set, pl.Via[n-1]) // the entry that holds the reject
 		}
 		p.Refusal = &Refusal{Key: key, Via: pl.Via, Action: pl.Action}
 	}
 	return p
-}
-
-// matchKey returns the key an address matches at stage st.
-func matchKey(set *rules.Set, address string, st stage) (string, bool) {
-	var passed bool
-	_, key := lookup(set, address, st, nil, &passed)
-	return key, passed
 }
 
 func resolve(set *rules.Set, recipient string, st stage) (*Plan, bool) {
