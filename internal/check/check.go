@@ -109,7 +109,9 @@ func Validate(set *rules.Set) rules.Findings {
 func RunTests(set *rules.Set) rules.Findings {
 	var fs rules.Findings
 	for i, t := range set.Tests {
-		plan := route.Resolve(set, t.Address)
+		// The policy's view: a rejected address is refused before any
+		// delivery, so that is what a test asserts.
+		plan := route.AtRCPT(set, t.Address)
 		got := Outcome(plan)
 		if Matches(plan, t.Expect) {
 			continue
@@ -134,6 +136,9 @@ func Summary(plan *route.Plan) string {
 
 // Outcome describes a plan for messages: key "k" (actions) or the error.
 func Outcome(plan *route.Plan) string {
+	if plan.Refusal != nil {
+		return fmt.Sprintf("refused at RCPT (%s) by key %q", plan.RejectReply(), plan.Refusal.Key)
+	}
 	if plan.Err != nil {
 		return fmt.Sprintf("rescue (%v)", plan.Err)
 	}
@@ -141,9 +146,13 @@ func Outcome(plan *route.Plan) string {
 }
 
 // Matches reports whether a routing test's expectation holds: the matched
-// key, the whole action summary, one of the actions, or "rescue" for a
-// routing error.
+// key, the whole action summary, one of the actions, "rescue" for a
+// routing error, or "reject" (or its reply) for a refusal at RCPT time.
+// A refused address matches nothing else: it is never delivered.
 func Matches(plan *route.Plan, expect string) bool {
+	if plan.Refusal != nil {
+		return expect == rules.TypeReject || expect == plan.RejectReply() || expect == plan.Refusal.Key
+	}
 	if plan.Err != nil {
 		return expect == "rescue"
 	}

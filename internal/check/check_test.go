@@ -98,3 +98,28 @@ func TestInstall(t *testing.T) {
 		t.Errorf("a refused install changed the live file")
 	}
 }
+
+// tests: entries can assert a refusal at RCPT time.
+func TestRoutingTestsReject(t *testing.T) {
+	src := `aliases:
+  old@example.com: {type: reject, text: gone}
+  me: {type: maildir, value: /m/me}
+default: {type: maildir, value: /m/catchall}
+tests:
+  - {address: old@example.com, expect: reject}
+  - {address: old@example.com, expect: "550 5.1.1 gone"}
+  - {address: me@example.com, expect: reject}
+  - {address: old@example.com, expect: me}
+`
+	set, fs := rules.Parse("r.yaml", []byte(src))
+	if set == nil || fs.HasErrors() {
+		t.Fatalf("Parse: %v", fs)
+	}
+	got := check.RunTests(set)
+	if len(got) != 2 {
+		t.Fatalf("RunTests = %v, want the two wrong expectations (tests[2], tests[3])", got)
+	}
+	if got[0].Path != "tests[2]" || got[1].Path != "tests[3]" || !strings.Contains(got[1].Msg, "refused at RCPT (550 5.1.1 gone)") {
+		t.Errorf("RunTests = %v", got)
+	}
+}

@@ -31,6 +31,13 @@ type Report struct {
 	Error     string       `json:"error,omitempty"`
 	OnError   string       `json:"on_routing_error,omitempty"`
 	Stale     string       `json:"rules_stale,omitempty"`
+	// Refusal is the reply the policy service gives at RCPT time ("550
+	// 5.1.1 ..."), when the rules reject the address; RefusalMode says
+	// whether it is given (refuse) or only logged (log). Steps and Actions
+	// then show where delivery takes the message if it is accepted anyway.
+	Refusal     string `json:"refusal,omitempty"`
+	RefusalKey  string `json:"refusal_key,omitempty"`
+	RefusalMode string `json:"refusal_mode,omitempty"`
 }
 
 // Step is one action as it would run.
@@ -54,6 +61,9 @@ func Explain(set *rules.Set, sender string, addresses []string, sendmail, forwar
 		plan := route.Resolve(set, addr)
 		r := Report{Address: addr, Sender: sender, Recipient: plan.Rewritten, Steps: plan.Steps, Key: plan.Key}
 		d := &action.Delivery{Sender: sender, Recipient: plan.Rewritten, Sendmail: sendmail, ForwardSender: action.ForwardSender(set.ForwardSender, forwardFlag, plan.Rewritten)}
+		if rcpt := route.AtRCPT(set, addr); rcpt.Refusal != nil {
+			r.Refusal, r.RefusalKey, r.RefusalMode = rcpt.RejectReply(), rcpt.Refusal.Key, set.RejectMode
+		}
 		fallback := delivery.FallbackFor(set).Describe()
 		for _, pl := range plan.Actions {
 			r.Actions = append(r.Actions, step(pl, d, fallback))
@@ -107,10 +117,21 @@ func Text(w io.Writer, reports []Report) error {
 		if r.Stale != "" {
 			fmt.Fprintf(&b, "  WARNING: the rule file is not usable, so delivery uses the last valid snapshot: %s\n", r.Stale)
 		}
+		switch {
+		case r.Refusal != "" && r.RefusalMode == rules.RejectLog:
+			fmt.Fprintf(&b, "  would be refused at RCPT (%s) by key %q; reject_mode log accepts it and logs \"would reject\"\n", r.Refusal, r.RefusalKey)
+			b.WriteString("  accepted, so delivery passes over the reject:\n")
+		case r.Refusal != "":
+			fmt.Fprintf(&b, "  refused at RCPT (%s) by key %q: the sending server is told, nothing is accepted or queued\n", r.Refusal, r.RefusalKey)
+			b.WriteString("  if accepted anyway (policy service unreachable), delivery passes over the reject:\n")
+		}
 		b.WriteString("  lookups:\n")
 		for _, st := range r.Steps {
 			mark := "-"
-			if st.Found {
+			switch {
+			case st.Passed:
+				mark = "PASS"
+			case st.Found:
 				mark = "HIT"
 			}
 			switch st.Kind {
