@@ -142,8 +142,8 @@ type session struct {
 	log          *slog.Logger
 	leadingSpace bool
 
-	env   authres.Envelope
-	rcpts []string
+	env      authres.Envelope
+	policies []authres.Policy // one per recipient, looked up at RCPT TO
 	msg   bytes.Buffer
 	// arCount counts the Authentication-Results fields seen; forged holds
 	// the 1-based indexes (per field name, as ChangeHeader counts) of
@@ -165,7 +165,7 @@ func (s *session) guard(step string, resp **gomilter.Response) {
 }
 
 func (s *session) reset() {
-	s.env.MailFrom, s.rcpts, s.arCount, s.forged, s.tooBig, s.broken = "", nil, 0, nil, false, nil
+	s.env.MailFrom, s.policies, s.arCount, s.forged, s.tooBig, s.broken = "", nil, 0, nil, false, nil
 	s.msg.Reset()
 }
 
@@ -199,7 +199,11 @@ func (s *session) MailFrom(from, esmtpArgs string, m gomilter.Modifier) (resp *g
 
 func (s *session) RcptTo(rcpt, esmtpArgs string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("rcpt", &resp)
-	s.rcpts = append(s.rcpts, gomilter.RemoveAngle(rcpt))
+	p := authres.Policy{}
+	if s.cfg.Policy != nil {
+		p = s.cfg.Policy(gomilter.RemoveAngle(rcpt))
+	}
+	s.policies = append(s.policies, p)
 	return gomilter.RespContinue, nil
 }
 
@@ -305,19 +309,13 @@ type decision struct {
 
 // decide runs the checks the recipients' policies ask for.
 func (s *session) decide(ctx context.Context) decision {
-	var policies []authres.Policy
-	if s.cfg.Policy != nil {
-		for _, r := range s.rcpts {
-			policies = append(policies, s.cfg.Policy(r))
-		}
-	}
-	methods, _ := authres.Decision(policies, nil)
+	methods, _ := authres.Decision(s.policies, nil)
 	msg := s.msg.Bytes()
 	if s.tooBig {
 		methods, msg = authres.Methods{}, nil
 	}
 	rep := s.cfg.Checker.Check(ctx, s.env, msg, methods)
-	_, refuse := authres.Decision(policies, &rep.Verdict)
+	_, refuse := authres.Decision(s.policies, &rep.Verdict)
 	return decision{verdict: rep.Verdict, header: rep.Header(s.cfg.Hostname), refuse: refuse}
 }
 
