@@ -144,7 +144,7 @@ type session struct {
 
 	env      authres.Envelope
 	policies []authres.Policy // one per recipient, looked up at RCPT TO
-	msg   bytes.Buffer
+	msg      bytes.Buffer
 	// arCount counts the Authentication-Results fields seen; forged holds
 	// the 1-based indexes (per field name, as ChangeHeader counts) of
 	// those that carry our host name.
