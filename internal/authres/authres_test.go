@@ -238,6 +238,7 @@ func TestOurs(t *testing.T) {
 		{host + " 1; dkim=pass", true},
 		{"\r\n\t" + host + ";\r\n\tdkim=pass", true},
 		{host, true},
+		{") " + host + "; dkim=pass", true}, // a stray ")" once hung the reader
 		{"other.test; spf=pass", false},
 		{host + ".evil; dkim=pass", false},
 		{"x " + host + "; dkim=pass", false},

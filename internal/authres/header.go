@@ -56,10 +56,13 @@ func ParseField(value string) (servID string, methods []Method) {
 
 // parseResinfo reads "method[/version]=result key=value ...".
 func parseResinfo(toks []token) (Method, bool) {
-	if len(toks) < 3 || toks[0].kind != tokWord || toks[1].kind != tokEq || toks[2].kind != tokWord {
+	if len(toks) < 3 || toks[0].kind != tokWord || toks[1].kind != tokEq || toks[2].kind != tokWord || toks[0].text == "" || toks[2].text == "" {
 		return Method{}, false
 	}
 	name, _, _ := strings.Cut(strings.ToLower(toks[0].text), "/")
+	if name == "" {
+		return Method{}, false
+	}
 	m := Method{Name: name, Result: Value(strings.ToLower(toks[2].text)), Props: map[string]string{}}
 	for k := 3; k+2 < len(toks); {
 		if toks[k].kind == tokWord && toks[k+1].kind == tokEq && toks[k+2].kind == tokWord {
@@ -127,6 +130,8 @@ func lex(s string) []token {
 		case c == ';':
 			out = append(out, token{tokSemi, ";"})
 			i++
+		case c == ')':
+			i++ // a stray one: nothing to close
 		default:
 			j := i
 			for j < len(s) && !strings.ContainsRune(" \t\r\n()\";=", rune(s[j])) {

@@ -80,20 +80,8 @@ func Decision(policies []Policy, v *Verdict) (Methods, bool) {
 // nobody believes ARC results are being checked). ok is false when d
 // recorded an error.
 func ParseMethods(d *yamlconf.Doc, n *yaml.Node, path string, base Methods) (m Methods, ok bool) {
-	m, ok = base, true
-	n = d.Resolve(n)
-	if yamlconf.IsNull(n) {
-		return m, true
-	}
-	if n.Kind != yaml.MappingNode {
-		d.Errorf(n, path, "want a mapping (dkim, dmarc, arc), got %s", yamlconf.Describe(n))
-		return m, false
-	}
-	pairs, err := d.Pairs(n, path)
-	if err != nil {
-		d.Errorf(n, path, "%v", err)
-		return m, false
-	}
+	pairs, ok := mapping(d, n, path, "dkim, dmarc, arc")
+	m = base
 	known := []string{"dkim", "dmarc", "arc"}
 	for _, kv := range pairs {
 		where := yamlconf.Join(path, kv.Key.Value)
@@ -157,21 +145,11 @@ func ParseDisposition(d *yamlconf.Doc, n *yaml.Node, path string) (Disposition, 
 // (matched like aliases: keys) to disposition. Keys are lowercased as the
 // rule file's aliases are looked up. ok is false when d recorded an error.
 func ParseDMARCFail(d *yamlconf.Doc, n *yaml.Node, path string) (map[string]Disposition, bool) {
-	n = d.Resolve(n)
-	if yamlconf.IsNull(n) {
-		return nil, true
-	}
-	if n.Kind != yaml.MappingNode {
-		d.Errorf(n, path, "want a mapping of address to deliver, junk or refuse, got %s", yamlconf.Describe(n))
-		return nil, false
-	}
-	pairs, err := d.Pairs(n, path)
-	if err != nil {
-		d.Errorf(n, path, "%v", err)
-		return nil, false
+	pairs, ok := mapping(d, n, path, "address: deliver, junk or refuse")
+	if len(pairs) == 0 {
+		return nil, ok
 	}
 	out := map[string]Disposition{}
-	ok := true
 	for _, kv := range pairs {
 		key := kv.Key.Value
 		where := yamlconf.Join(path, `"`+key+`"`)
@@ -186,4 +164,23 @@ func ParseDMARCFail(d *yamlconf.Doc, n *yaml.Node, path string) (map[string]Disp
 		out[strings.ToLower(key)] = disp
 	}
 	return out, ok
+}
+
+// mapping returns the entries of the mapping n (null: none); anything else
+// is an error naming what was wanted.
+func mapping(d *yamlconf.Doc, n *yaml.Node, path, want string) ([]yamlconf.Pair, bool) {
+	n = d.Resolve(n)
+	if yamlconf.IsNull(n) {
+		return nil, true
+	}
+	if n.Kind != yaml.MappingNode {
+		d.Errorf(n, path, "want a mapping (%s), got %s", want, yamlconf.Describe(n))
+		return nil, false
+	}
+	pairs, err := d.Pairs(n, path)
+	if err != nil {
+		d.Errorf(n, path, "%v", err)
+		return nil, false
+	}
+	return pairs, true
 }
