@@ -138,18 +138,7 @@ func StartDNS(t *testing.T, netName, zone string) *TestDNS {
 		},
 	}
 	ctx := context.Background()
-	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
-	if c != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				dumpLogs(t, c)
-			}
-			_ = c.Terminate(context.Background())
-		})
-	}
-	if err != nil {
-		t.Fatalf("start the DNS server: %v", err)
-	}
+	c := startContainer(t, req, "the DNS server")
 	ip, err := c.ContainerIP(ctx)
 	if err != nil {
 		t.Fatalf("DNS server IP: %v", err)
@@ -160,6 +149,25 @@ func StartDNS(t *testing.T, netName, zone string) *TestDNS {
 	}
 	d := &TestDNS{t: t, C: c, IP: ip, Addr: net.JoinHostPort("127.0.0.1", port.Port()), zoneFile: zoneFile}
 	return d
+}
+
+// startContainer starts req and removes the container when the test ends
+// (its log is shown first when the test failed).
+func startContainer(t *testing.T, req testcontainers.ContainerRequest, what string) testcontainers.Container {
+	t.Helper()
+	c, err := testcontainers.GenericContainer(context.Background(), testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
+	if c != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				dumpLogs(t, c)
+			}
+			_ = c.Terminate(context.Background())
+		})
+	}
+	if err != nil {
+		t.Fatalf("start %s: %v", what, err)
+	}
+	return c
 }
 
 // SetZone replaces the zone file; the server reads it at the next question.

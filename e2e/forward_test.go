@@ -90,19 +90,7 @@ func StartSmarthost(t *testing.T, netName string) *Smarthost {
 			hc.Binds = append(hc.Binds, bin+":/smarthost:ro")
 		},
 	}
-	c, err := testcontainers.GenericContainer(context.Background(), testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
-	if c != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				dumpLogs(t, c)
-			}
-			_ = c.Terminate(context.Background())
-		})
-	}
-	if err != nil {
-		t.Fatalf("start smarthost: %v", err)
-	}
-	return &Smarthost{t: t, C: c}
+	return &Smarthost{t: t, C: startContainer(t, req, "smarthost")}
 }
 
 func (s *Smarthost) exec(cmd ...string) string {
