@@ -46,6 +46,17 @@ func (d Disposition) Apply(v Verdict) Disposition {
 	return Deliver
 }
 
+// AtDelivery is Apply for the delivery agent, after the message was
+// accepted: a refusal is no longer possible (it would be a bounce), so
+// Refuse delivers into Junk. This is the case of a recipient who asked to
+// refuse, sharing a message with one who did not.
+func (d Disposition) AtDelivery(v Verdict) Disposition {
+	if a := d.Apply(v); a != Refuse {
+		return a
+	}
+	return Junk
+}
+
 // Policy is one recipient's settings: which methods run for them and what
 // a DMARC failure does.
 type Policy struct {

@@ -35,6 +35,13 @@ func TestDispositionApply(t *testing.T) {
 		if got := tc.d.Apply(tc.v); got != tc.want {
 			t.Errorf("%q.Apply(%+v) = %q, want %q", tc.d, tc.v, got, tc.want)
 		}
+		want := tc.want
+		if want == Refuse {
+			want = Junk // accepted already: never a bounce
+		}
+		if got := tc.d.AtDelivery(tc.v); got != want {
+			t.Errorf("%q.AtDelivery(%+v) = %q, want %q", tc.d, tc.v, got, want)
+		}
 	}
 }
 
