@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -78,6 +79,9 @@ type Supervisor struct {
 	postfix, dovecot <-chan syscall.WaitStatus
 	postfixPid       int
 	dovecotPid       int
+	// certbot mode (certbot.go)
+	acme            *http.Server // the HTTP-01 responder on port 80
+	certbotFailures int          // failed runs in a row
 }
 
 func (s *Supervisor) logf(format string, args ...any) {
@@ -110,6 +114,9 @@ func Run(ctx context.Context, opt Options) error {
 	firstStart, err := s.ensureCertificate()
 	if err != nil {
 		return err
+	}
+	if sp.TLS.Mode == spec.TLSCertbot {
+		s.startACME()
 	}
 	t0 := time.Now()
 	if err := s.renderAndSwap(sp); err != nil {
@@ -146,7 +153,7 @@ func Run(ctx context.Context, opt Options) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	tick := time.NewTicker(opt.Poll)
 	defer tick.Stop()
-	certbotNext := time.Now().Add(5 * time.Second)
+	certbotNext := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -453,30 +460,6 @@ func (s *Supervisor) reload(postfix, dovecot bool) {
 			s.logf("dovecot reloaded")
 		}
 	}
-}
-
-// certbot obtains or renews the certificate; it returns when to run again.
-func (s *Supervisor) certbot() time.Duration {
-	ini := filepath.Join(s.live, render.CertbotINI)
-	args := []string{"--config", ini, "certonly"}
-	if _, err := os.Stat(filepath.Join(spec.CertbotDir, "live", s.spec.Hostname)); err == nil {
-		args = []string{"--config", ini, "renew"}
-	}
-	out, err := s.reaper.run("certbot", args...)
-	if err != nil {
-		s.logf("certbot %s failed (keeping the current certificate, retrying in 1h): %v", args[2], lastLines(out, 5))
-		return time.Hour
-	}
-	s.logf("certbot %s: ok", args[2])
-	return 12 * time.Hour
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 // banner tells the operator, on first start, how to log in and test.

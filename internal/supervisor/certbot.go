@@ -1,0 +1,208 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"quietmx/internal/certs"
+	"quietmx/internal/render"
+	"quietmx/internal/spec"
+)
+
+// Certbot mode. certbot runs through the rendered wrapper (render.CertbotBin,
+// which /usr/local/bin/certbot links to), so the scheduled renewal and a
+// `certbot renew` typed in the container run the same command with the
+// same configuration and CA bundle. The HTTP-01 challenge is answered by
+// quietmx run itself on port 80 from certbot's webroot: port 80 is bound
+// once, at start, and a conflict is reported then instead of at each
+// certbot run.
+
+// Renewal schedule: after a success, look again in RenewEvery (certbot
+// renews only when the certificate is due); after failures, back off from
+// RetryFirst, doubling, up to RetryMax, so a CA that was down at first
+// start is tried again within minutes.
+const (
+	RenewEvery = 12 * time.Hour
+	RetryFirst = time.Minute
+	RetryMax   = time.Hour
+)
+
+// Where the HTTP-01 responder listens and what it serves (tests change
+// them).
+var (
+	acmeAddr    = ":80"
+	acmeWebroot = spec.ACMEWebroot
+)
+
+// challengePath is the URL prefix of HTTP-01 (RFC 8555 8.3).
+const challengePath = "/.well-known/acme-challenge/"
+
+// tokenRE is RFC 8555's token alphabet (base64url); anything else is not a
+// challenge and must not become a file name.
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
+
+// acmeHandler answers HTTP-01 challenges from webroot (where certbot's
+// webroot authenticator writes .well-known/acme-challenge/TOKEN) and
+// nothing else.
+func acmeHandler(webroot string, logf func(string, ...any)) http.Handler {
+	dir := filepath.Join(webroot, filepath.FromSlash(challengePath))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.URL.Path, challengePath)
+		if !ok || (r.Method != http.MethodGet && r.Method != http.MethodHead) || !tokenRE.MatchString(token) {
+			http.NotFound(w, r)
+			return
+		}
+		data, err := os.ReadFile(filepath.Join(dir, token))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write(data)
+		logf("ACME HTTP-01 challenge answered for %s", r.RemoteAddr)
+	})
+}
+
+// listenACME binds port 80 and serves HTTP-01 challenges from
+// acmeWebroot until the process ends. It is called at start in
+// certbot mode and again before a certbot run while it has not succeeded.
+func (s *Supervisor) listenACME() error {
+	if s.acme != nil {
+		return nil
+	}
+	dir := filepath.Join(acmeWebroot, filepath.FromSlash(challengePath))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("webroot: %w", err)
+	}
+	ln, err := net.Listen("tcp", acmeAddr)
+	if err != nil {
+		return err
+	}
+	s.acme = &http.Server{
+		Handler:           acmeHandler(acmeWebroot, s.logf),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+	}
+	go func() { _ = s.acme.Serve(ln) }()
+	return nil
+}
+
+// startACME binds port 80 at start in certbot mode. A failure does not stop
+// the appliance (mail flows on the current certificate); it is said loudly,
+// once here and again at each certbot attempt.
+func (s *Supervisor) startACME() {
+	if err := s.listenACME(); err != nil {
+		s.logf("ERROR: certbot mode: %s", port80Problem(err))
+		return
+	}
+	s.logf("certbot mode: answering ACME HTTP-01 challenges on port 80 (webroot %s)", spec.ACMEWebroot)
+}
+
+func port80Problem(err error) string {
+	why := "cannot listen on port 80"
+	if errors.Is(err, syscall.EADDRINUSE) {
+		why = "port 80 is taken by another process in the container's network namespace"
+	}
+	return fmt.Sprintf("%s (%v): the CA cannot reach the HTTP-01 challenge, so no certificate can be issued; mail keeps flowing on the current certificate. Free port 80 (with network_mode: host, a web server on the host holds it) or use tls.mode files", why, err)
+}
+
+// certbot obtains (first run) or renews the certificate through the
+// rendered wrapper and returns how long to wait before the next run. A
+// failure keeps the current certificate and says why and when it retries.
+func (s *Supervisor) certbot() time.Duration {
+	cmd := "certonly"
+	if _, err := os.Stat(filepath.Join(spec.CertbotDir, "live", s.spec.Hostname)); err == nil {
+		cmd = "renew"
+	}
+	fail := func(why string) time.Duration {
+		s.certbotFailures++
+		wait := retryAfter(s.certbotFailures)
+		s.logf("certbot %s failed: %s; keeping the current certificate (%s), next attempt at %s (in %v)",
+			cmd, why, s.certSummary(), time.Now().Add(wait).UTC().Format("15:04:05 MST"), wait)
+		return wait
+	}
+	if err := s.listenACME(); err != nil {
+		return fail(port80Problem(err))
+	}
+	t0 := time.Now()
+	out, err := s.reaper.run(filepath.Join(s.live, render.CertbotBin), cmd)
+	if err != nil {
+		return fail(certbotReason(out, err))
+	}
+	s.certbotFailures = 0
+	s.logf("certbot %s: ok in %v; serving %s", cmd, time.Since(t0).Round(time.Millisecond), s.certSummary())
+	return RenewEvery
+}
+
+// retryAfter is the wait after the n-th failure in a row (n ≥ 1).
+func retryAfter(n int) time.Duration {
+	d := RetryFirst
+	for i := 1; i < n && d < RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, RetryMax)
+}
+
+// certSummary names the certificate being served, for log lines.
+func (s *Supervisor) certSummary() string {
+	info, err := certs.Read(s.spec.TLS.Cert)
+	if err != nil {
+		return fmt.Sprintf("unreadable: %v", err)
+	}
+	return fmt.Sprintf("%s issued by %q, %d days left, sha256 %s",
+		strings.Join(info.DNSNames, ","), info.Issuer, certs.DaysLeft(info, time.Now()), info.Fingerprint)
+}
+
+// certbotNoise are certbot's lines that never say what went wrong.
+var certbotNoise = []string{
+	"Saving debug log to",
+	"Ask for help or search for solutions",
+	"See the logfile",
+	"An unexpected error occurred:",
+	"Requesting a certificate for",
+	"Renewing an existing certificate",
+	"Processing ",
+	"- - - -",
+	"All renewals failed",
+	"The following certificates could not be renewed",
+	"(failure)",
+	"certbot renew failed",
+	"Some challenges have failed",
+	"Certbot failed to authenticate some domains",
+	"Hint: ",
+	"renew failure(s)",
+}
+
+// certbotReason boils certbot's output down to the lines that say what
+// went wrong, on one line.
+func certbotReason(out string, err error) string {
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		noise := line == ""
+		for _, n := range certbotNoise {
+			noise = noise || strings.Contains(line, n)
+		}
+		if !noise {
+			keep = append(keep, line)
+		}
+	}
+	if len(keep) == 0 {
+		return err.Error()
+	}
+	why := strings.Join(keep, " | ")
+	if len(why) > 600 {
+		why = why[:600] + "…"
+	}
+	return why
+}
