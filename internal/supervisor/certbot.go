@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +41,7 @@ const (
 var (
 	acmeAddr    = ":80"
 	acmeWebroot = spec.ACMEWebroot
+	certbotLog  = filepath.Join(spec.CertbotDir, "logs", "letsencrypt.log") // this run's (certbot rotates it)
 )
 
 // challengePath is the URL prefix of HTTP-01 (RFC 8555 8.3).
@@ -137,7 +139,17 @@ func (s *Supervisor) certbot() time.Duration {
 	t0 := time.Now()
 	out, err := s.reaper.run(filepath.Join(s.live, render.CertbotBin), cmd)
 	if err != nil {
-		return fail(certbotReason(out, err))
+		why := certbotReason(out, err)
+		// certbot 2.1 cannot parse some problem documents (subproblems)
+		// and then prints only its own traceback: the CA's answer is in
+		// the run's log.
+		if st, serr := os.Stat(certbotLog); serr == nil && !st.ModTime().Before(t0) {
+			log, _ := os.ReadFile(certbotLog)
+			if p := acmeProblem(string(log)); p != "" {
+				why = "the CA answered " + p + " (certbot: " + why + ")"
+			}
+		}
+		return fail(why)
 	}
 	s.certbotFailures = 0
 	s.logf("certbot %s: ok in %v; serving %s", cmd, time.Since(t0).Round(time.Millisecond), s.certSummary())
@@ -181,6 +193,26 @@ var certbotNoise = []string{
 	"Certbot failed to authenticate some domains",
 	"Hint: ",
 	"renew failure(s)",
+	"Account registered.",
+}
+
+// problemRE finds an RFC 8555 problem document (RFC 7807 JSON) as certbot
+// logs the CA's responses.
+var problemRE = regexp.MustCompile(`"type":\s*"urn:ietf:params:acme:error:([A-Za-z]+)",\s*"detail":\s*("(?:[^"\\]|\\.)*")`)
+
+// acmeProblem returns the last problem the CA sent in a certbot log, as
+// "TYPE: detail", or "".
+func acmeProblem(log string) string {
+	m := problemRE.FindAllStringSubmatch(log, -1)
+	if len(m) == 0 {
+		return ""
+	}
+	last := m[len(m)-1]
+	var detail string
+	if err := json.Unmarshal([]byte(last[2]), &detail); err != nil {
+		detail = last[2]
+	}
+	return last[1] + ": " + detail
 }
 
 // certbotReason boils certbot's output down to the lines that say what

@@ -68,6 +68,30 @@ Ask for help or search for solutions at https://community.letsencrypt.org. See t
 	}
 }
 
+func TestACMEProblem(t *testing.T) {
+	// As certbot logs a response (the problem Pebble sends for a name on
+	// its block list).
+	log := `2026-11-30 06:10:43,069:DEBUG:acme.client:Received response:
+HTTP 400
+Content-Type: application/problem+json
+
+{
+   "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+   "detail": "Order included an identifier for which issuance is forbidden by policy: \"mail.e2e.example\"",
+   "status": 400
+}
+2026-11-30 06:10:43,070:DEBUG:certbot._internal.log:Exiting abnormally:
+Traceback (most recent call last):
+AttributeError: can't set attribute`
+	want := `rejectedIdentifier: Order included an identifier for which issuance is forbidden by policy: "mail.e2e.example"`
+	if got := acmeProblem(log); got != want {
+		t.Errorf("acmeProblem = %q, want %q", got, want)
+	}
+	if got := acmeProblem("DEBUG:acme.client:Received response:\nHTTP 200\n{}"); got != "" {
+		t.Errorf("acmeProblem without a problem = %q", got)
+	}
+}
+
 func TestACMEHandler(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, ".well-known", "acme-challenge")
@@ -150,6 +174,9 @@ func useACME(t *testing.T, addr string) {
 
 func TestCertbotFailureBacksOffThenSucceeds(t *testing.T) {
 	useACME(t, "127.0.0.1:0")
+	oldLog := certbotLog
+	certbotLog = filepath.Join(t.TempDir(), "letsencrypt.log")
+	t.Cleanup(func() { certbotLog = oldLog })
 	calls := filepath.Join(t.TempDir(), "calls")
 	s, out := fakeCertbot(t, `echo "$@" >> `+calls+`
 if [ -e `+calls+`.ok ]; then echo "Successfully received certificate."; exit 0; fi
@@ -186,6 +213,29 @@ exit 1`)
 	}
 	if s.acme == nil {
 		t.Fatal("the HTTP-01 responder did not start")
+	}
+	s.acme.Close()
+}
+
+// TestCertbotReasonFromLog: when certbot's output hides the CA's answer,
+// the failure line quotes the problem from this run's log.
+func TestCertbotReasonFromLog(t *testing.T) {
+	useACME(t, "127.0.0.1:0")
+	oldLog := certbotLog
+	certbotLog = filepath.Join(t.TempDir(), "letsencrypt.log")
+	t.Cleanup(func() { certbotLog = oldLog })
+	s, out := fakeCertbot(t, `cat > `+certbotLog+` <<'EOF'
+{
+   "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+   "detail": "mail.example.com is a forbidden domain"
+}
+EOF
+echo "AttributeError: can't set attribute" >&2
+exit 1`)
+	s.certbot()
+	want := "certbot certonly failed: the CA answered rejectedIdentifier: mail.example.com is a forbidden domain (certbot: AttributeError: can't set attribute); keeping the current certificate"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, out.String())
 	}
 	s.acme.Close()
 }
