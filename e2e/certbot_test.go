@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
@@ -268,23 +269,52 @@ func (a *Appliance) waitServed(what string, within time.Duration, ok func(chain 
 	}
 }
 
+// certbotNetwork is a Docker network of its own for one test, removed at
+// its end (after the containers on it, whose clean-ups run first).
+func certbotNetwork(t *testing.T) string {
+	t.Helper()
+	nw, err := network.New(context.Background())
+	if err != nil {
+		t.Fatalf("docker network: %v", err)
+	}
+	t.Cleanup(func() { _ = nw.Remove(context.Background()) })
+	return nw.Name
+}
+
+// keepsCertificate: after a failed first certbot run, whose log line holds
+// every string of want, the appliance still serves its self-signed
+// certificate on both ports and mail is delivered. It returns the line.
+func (a *Appliance) keepsCertificate(failure string, want ...string) string {
+	a.t.Helper()
+	a.WaitLog(failure, 1, 90*time.Second)
+	line := lastLine(a.Logs(), failure)
+	for _, w := range append(want, "keeping the current certificate", "next attempt at ") {
+		if !strings.Contains(line, w) {
+			a.t.Errorf("the failure line lacks %q:\n%s", w, line)
+		}
+	}
+	selfSigned := a.CertPool()
+	a.waitServed("the self-signed certificate", 10*time.Second, func(chain []*x509.Certificate) error {
+		return verify(chain, selfSigned, a.Hostname)
+	})
+	const from = "sender@outside.example"
+	a.MustSend(from, []string{addr("me")}, Message(from, addr("me"), "no certificate from the CA", "mail flows on the self-signed certificate"))
+	a.Mailbox("me", 1, 30*time.Second)
+	return line
+}
+
 // TestCertbotIssueRenew: at first start the appliance obtains a
 // certificate from the CA over HTTP-01 and serves it on 25 and 993; a
 // `certbot renew --force-renewal` typed in the container renews, installs
 // and reloads within seconds, without a restart, without breaking an SMTP
 // session in progress, and with the same key (TLSA 3 1 1 stays valid).
 func TestCertbotIssueRenew(t *testing.T) {
-	ctx := context.Background()
-	nw, err := network.New(ctx)
-	if err != nil {
-		t.Fatalf("docker network: %v", err)
-	}
-	t.Cleanup(func() { _ = nw.Remove(context.Background()) })
-	p := StartPebble(t, nw.Name)
+	nw := certbotNetwork(t)
+	p := StartPebble(t, nw)
 	root := p.Root(t)
 
 	t0 := time.Now()
-	a := Start(t, Options{Spec: certbotSpec(pebbleDir), Files: certbotFiles(p.CAPEM), Network: nw.Name})
+	a := Start(t, Options{Spec: certbotSpec(pebbleDir), Files: certbotFiles(p.CAPEM), Network: nw})
 	startedAt, _ := a.ContainerState()
 	ready := time.Since(t0)
 	issued := func(chain []*x509.Certificate) error { return verify(chain, root, a.Hostname) }
@@ -295,6 +325,7 @@ func TestCertbotIssueRenew(t *testing.T) {
 		t.Errorf("25 and 993 serve different certificates")
 	}
 	a.WaitLog("certbot certonly: ok", 1, 30*time.Second)
+	t.Logf("MEASURE %s", lastLine(a.Logs(), "certbot certonly: ok"))
 	before := leaf25
 	keyHash := spki(before)
 
@@ -375,53 +406,95 @@ func TestCertbotIssueRenew(t *testing.T) {
 // appliance starts on its self-signed certificate, mail flows, and the log
 // says why certbot failed and when it tries again.
 func TestCertbotCAUnreachable(t *testing.T) {
-	ctx := context.Background()
-	nw, err := network.New(ctx)
-	if err != nil {
-		t.Fatalf("docker network: %v", err)
-	}
-	t.Cleanup(func() { _ = nw.Remove(context.Background()) })
+	nw := certbotNetwork(t)
 	caPEM, _, _ := testCA(t) // no Pebble on this network
-	a := Start(t, Options{Spec: certbotSpec(pebbleDir), Files: certbotFiles(string(caPEM)), Network: nw.Name})
-	a.WaitLog("certbot certonly failed: ", 1, 90*time.Second)
-	line := lastLine(a.Logs(), "certbot certonly failed: ")
-	for _, want := range []string{"pebble", "keeping the current certificate", "next attempt at ", "(in 1m0s)"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("the failure line lacks %q:\n%s", want, line)
-		}
-	}
-	selfSigned := a.CertPool()
-	a.waitServed("the self-signed certificate", 10*time.Second, func(chain []*x509.Certificate) error {
-		return verify(chain, selfSigned, a.Hostname)
-	})
-	msg := Message("sender@outside.example", addr("me"), "no CA", "mail flows without the CA")
-	a.MustSend("sender@outside.example", []string{addr("me")}, msg)
-	a.Mailbox("me", 1, 30*time.Second)
+	a := Start(t, Options{Spec: certbotSpec(pebbleDir), Files: certbotFiles(string(caPEM)), Network: nw})
+	a.keepsCertificate("certbot certonly failed: ", pebbleHost, "(in 1m0s)")
 }
 
 // TestCertbotOrderRefused: the CA refuses the order; the certificate in
 // use (here the self-signed one) stays, and the log says why.
 func TestCertbotOrderRefused(t *testing.T) {
-	ctx := context.Background()
-	nw, err := network.New(ctx)
-	if err != nil {
-		t.Fatalf("docker network: %v", err)
-	}
-	t.Cleanup(func() { _ = nw.Remove(context.Background()) })
-	p := StartPebble(t, nw.Name, defaultHost)
-	a := Start(t, Options{Spec: certbotSpec(pebbleDir), Files: certbotFiles(p.CAPEM), Network: nw.Name})
-	selfSigned := a.CertPool()
-	a.WaitLog("certbot certonly failed: ", 1, 90*time.Second)
-	line := lastLine(a.Logs(), "certbot certonly failed: ")
-	for _, want := range []string{"the CA answered rejectedIdentifier: ", defaultHost, "keeping the current certificate", "next attempt at "} {
-		if !strings.Contains(line, want) {
-			t.Errorf("the failure line lacks %q:\n%s", want, line)
-		}
-	}
+	nw := certbotNetwork(t)
+	p := StartPebble(t, nw, defaultHost)
+	a := Start(t, Options{Spec: certbotSpec(pebbleDir), Files: certbotFiles(p.CAPEM), Network: nw})
+	line := a.keepsCertificate("certbot certonly failed: ", "the CA answered rejectedIdentifier: ", defaultHost)
 	t.Logf("refusal logged as: %s", line)
-	a.waitServed("the certificate in use before the refusal", 10*time.Second, func(chain []*x509.Certificate) error {
-		return verify(chain, selfSigned, a.Hostname)
-	})
-	a.MustSend("sender@outside.example", []string{addr("me")}, Message("sender@outside.example", addr("me"), "refused", "mail flows"))
-	a.Mailbox("me", 1, 30*time.Second)
+}
+
+// TestCertbotPort80Taken: another process holds port 80 in the
+// appliance's network namespace (as a web server on the host does with
+// network_mode: host). The appliance says so at start, runs no certbot,
+// and mail flows on the self-signed certificate.
+func TestCertbotPort80Taken(t *testing.T) {
+	ctx := context.Background()
+	nw := certbotNetwork(t)
+	p := StartPebble(t, nw)
+
+	// The squatter owns the network namespace (and so the published
+	// ports and the name on the network); the appliance joins it.
+	squatter, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{Started: true, ContainerRequest: testcontainers.ContainerRequest{
+		Image:          Image,
+		Entrypoint:     []string{"python3", "-u", "-m", "http.server", "80"},
+		Hostname:       defaultHost,
+		ExposedPorts:   []string{"25/tcp", "993/tcp"},
+		Networks:       []string{nw},
+		NetworkAliases: map[string][]string{nw: {defaultHost}},
+		WaitingFor:     wait.ForLog("Serving HTTP on").WithStartupTimeout(30 * time.Second),
+		ConfigModifier: func(c *container.Config) { c.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}} },
+	}})
+	if squatter != nil {
+		t.Cleanup(func() { _ = squatter.Terminate(context.Background()) })
+	}
+	if err != nil {
+		t.Fatalf("start the port 80 squatter: %v", err)
+	}
+
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	writeFile(t, filepath.Join(dir, "quietmx.yaml"), certbotSpec(pebbleDir), 0o644)
+	for name, content := range certbotFiles(p.CAPEM) {
+		writeFile(t, filepath.Join(dir, name), content, 0o644)
+	}
+	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{Started: true, ContainerRequest: testcontainers.ContainerRequest{
+		Image:      Image,
+		Env:        map[string]string{"QUIETMX_SPEC": "/etc/quietmx/appliance/quietmx.yaml"},
+		WaitingFor: wait.ForLog("quietmx: ready").WithStartupTimeout(90 * time.Second),
+		HostConfigModifier: func(hc *container.HostConfig) {
+			hc.CapDrop = []string{"ALL"}
+			hc.CapAdd = capAdd
+			hc.Binds = append(hc.Binds, dir+":/etc/quietmx/appliance:ro")
+			hc.NetworkMode = container.NetworkMode("container:" + squatter.GetContainerID())
+		},
+	}})
+	if c != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				dumpLogs(t, c)
+			}
+			_ = c.Terminate(context.Background())
+		})
+	}
+	if err != nil {
+		t.Fatalf("start appliance: %v", err)
+	}
+	a := &Appliance{t: t, C: c, SpecDir: dir, Hostname: defaultHost}
+	host, _ := squatter.Host(ctx)
+	for port, dst := range map[string]*string{"25/tcp": &a.SMTPAddr, "993/tcp": &a.IMAPAddr} {
+		mp, err := squatter.MappedPort(ctx, port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*dst = net.JoinHostPort(host, mp.Port())
+	}
+
+	logs := a.Logs()
+	errAt, readyAt := strings.Index(logs, "ERROR: certbot mode: port 80 is taken"), strings.Index(logs, "quietmx: ready")
+	if errAt < 0 || errAt > readyAt {
+		t.Errorf("no port 80 error before ready:\n%s", logs)
+	}
+	a.keepsCertificate("certbot certonly failed: port 80 is taken")
+	if strings.Contains(a.Logs(), "ACME HTTP-01 challenge answered") {
+		t.Errorf("a challenge was answered although port 80 is taken")
+	}
 }
