@@ -400,6 +400,22 @@ func TestCertbotIssueRenew(t *testing.T) {
 	if now, restarts := a.ContainerState(); now != startedAt || restarts != 0 {
 		t.Errorf("the container restarted (started %s, then %s; %d restarts)", startedAt, now, restarts)
 	}
+
+	// A restart that finds the certificate files gone serves the
+	// self-signed one only until the first certbot run, which is not due
+	// to renew but installs certbot's certificate: the same key again.
+	a.MustExec("rm", "/var/lib/quietmx/tls/cert.pem", "/var/lib/quietmx/tls/key.pem")
+	t2 := time.Now()
+	a.Restart()
+	back25, _ := a.waitServed("certbot's certificate after a restart", 60*time.Second, issued)
+	t.Logf("MEASURE restart without the certificate files → certbot's certificate served again %v", time.Since(t2).Round(time.Millisecond))
+	if !back25.Equal(after25) {
+		t.Errorf("after the restart a certificate other than the renewed one is served")
+	}
+	if spki(back25) != keyHash {
+		t.Errorf("after the restart the key changed")
+	}
+	a.WaitLog("installed certbot's current certificate", 1, 10*time.Second)
 }
 
 // TestCertbotCAUnreachable: with the CA unreachable at first start the

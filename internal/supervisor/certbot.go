@@ -41,6 +41,7 @@ const (
 var (
 	acmeAddr    = ":80"
 	acmeWebroot = spec.ACMEWebroot
+	certbotDir  = spec.CertbotDir
 	certbotLog  = filepath.Join(spec.CertbotDir, "logs", "letsencrypt.log") // this run's (certbot rotates it)
 )
 
@@ -122,8 +123,9 @@ func port80Problem(err error) string {
 // rendered wrapper and returns how long to wait before the next run. A
 // failure keeps the current certificate and says why and when it retries.
 func (s *Supervisor) certbot() time.Duration {
+	lineage := filepath.Join(certbotDir, "live", s.spec.Hostname)
 	cmd := "certonly"
-	if _, err := os.Stat(filepath.Join(spec.CertbotDir, "live", s.spec.Hostname)); err == nil {
+	if _, err := os.Stat(lineage); err == nil {
 		cmd = "renew"
 	}
 	fail := func(why string) time.Duration {
@@ -152,8 +154,31 @@ func (s *Supervisor) certbot() time.Duration {
 		return fail(why)
 	}
 	s.certbotFailures = 0
+	s.installLineage(lineage)
 	s.logf("certbot %s: ok in %v; serving %s", cmd, time.Since(t0).Round(time.Millisecond), s.certSummary())
 	return RenewEvery
+}
+
+// installLineage runs the deploy hook for certbot's current certificate
+// when another one is served and certbot's is still valid. certbot runs
+// the hook only when it issues, so without this a certificate file lost
+// or replaced by the self-signed one at start (it is regenerated when
+// missing, or within 30 days of expiry) would be served until the next
+// renewal, for up to 60 days.
+func (s *Supervisor) installLineage(lineage string) {
+	issued, err := certs.Read(filepath.Join(lineage, "fullchain.pem"))
+	if err != nil || !time.Now().Before(issued.NotAfter) {
+		return
+	}
+	if served, err := certs.Read(s.spec.TLS.Cert); err == nil && served.Fingerprint == issued.Fingerprint {
+		return
+	}
+	hook := filepath.Join(s.live, render.DeployHook)
+	if out, err := s.reaper.run("env", "RENEWED_LINEAGE="+lineage, hook); err != nil {
+		s.logf("warning: installing certbot's certificate from %s failed: %v", lineage, certbotReason(out, err))
+		return
+	}
+	s.logf("installed certbot's current certificate from %s (another one was being served)", lineage)
 }
 
 // retryAfter is the wait after the n-th failure in a row (n ≥ 1).
@@ -234,7 +259,7 @@ func certbotReason(out string, err error) string {
 	}
 	why := strings.Join(keep, " | ")
 	if len(why) > 600 {
-		why = why[:600] + "…"
+		why = strings.ToValidUTF8(why[:600], "") + "…"
 	}
 	return why
 }

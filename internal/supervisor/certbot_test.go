@@ -92,6 +92,22 @@ AttributeError: can't set attribute`
 	}
 }
 
+// FuzzCertbotOutput: the parsers of certbot's output and log never panic
+// and always say something.
+func FuzzCertbotOutput(f *testing.F) {
+	f.Add("Saving debug log to /x\nAn unexpected error occurred:\nError creating new order :: refused\n")
+	f.Add(`{"type": "urn:ietf:params:acme:error:rateLimited", "detail": "too many \"certs\""}`)
+	f.Add(`"type": "urn:ietf:params:acme:error:x", "detail": "\u00e9\"`)
+	f.Fuzz(func(t *testing.T, out string) {
+		if certbotReason(out, errors.New("exit status 1")) == "" {
+			t.Error("empty reason")
+		}
+		if p := acmeProblem(out); p != "" && !strings.Contains(p, ": ") {
+			t.Errorf("acmeProblem = %q, want TYPE: detail", p)
+		}
+	})
+}
+
 func TestACMEHandler(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, ".well-known", "acme-challenge")
@@ -236,6 +252,47 @@ exit 1`)
 	want := "certbot certonly failed: the CA answered rejectedIdentifier: mail.example.com is a forbidden domain (certbot: AttributeError: can't set attribute); keeping the current certificate"
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, out.String())
+	}
+	s.acme.Close()
+}
+
+// TestInstallLineage: after a successful run, certbot's certificate is
+// installed through the deploy hook when another one is served (a restart
+// that regenerated the self-signed one), and not again once it is.
+func TestInstallLineage(t *testing.T) {
+	useACME(t, "127.0.0.1:0")
+	oldDir := certbotDir
+	certbotDir = t.TempDir()
+	t.Cleanup(func() { certbotDir = oldDir })
+	lineage := filepath.Join(certbotDir, "live", "mail.example.com")
+	if err := os.MkdirAll(lineage, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// "certbot's" certificate: another self-signed one for the name.
+	if _, err := certs.EnsureSelfSigned(filepath.Join(lineage, "fullchain.pem"), filepath.Join(lineage, "privkey.pem"), "mail.example.com", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	calls := filepath.Join(t.TempDir(), "calls")
+	s, out := fakeCertbot(t, `echo "$@" >> `+calls)
+	hook := filepath.Join(s.live, render.DeployHook)
+	script := "#!/bin/sh\ncp \"$RENEWED_LINEAGE/fullchain.pem\" " + s.spec.TLS.Cert + "\ncp \"$RENEWED_LINEAGE/privkey.pem\" " + s.spec.TLS.Key + "\n"
+	if err := os.WriteFile(hook, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := certs.Read(filepath.Join(lineage, "fullchain.pem"))
+	for i := 0; i < 2; i++ {
+		if got := s.certbot(); got != RenewEvery {
+			t.Fatalf("run %d: next in %v", i+1, got)
+		}
+	}
+	if served, _ := certs.Read(s.spec.TLS.Cert); served.Fingerprint != want.Fingerprint {
+		t.Errorf("serving %s, want certbot's %s", served.Fingerprint, want.Fingerprint)
+	}
+	if n := strings.Count(out.String(), "installed certbot's current certificate"); n != 1 {
+		t.Errorf("installed %d times, want once:\n%s", n, out.String())
+	}
+	if data, _ := os.ReadFile(calls); string(data) != "renew\nrenew\n" {
+		t.Errorf("certbot called with %q, want renew twice (the lineage exists)", data)
 	}
 	s.acme.Close()
 }
