@@ -41,9 +41,33 @@ const (
 var (
 	acmeAddr    = ":80"
 	acmeWebroot = spec.ACMEWebroot
-	certbotDir  = spec.CertbotDir
-	certbotLog  = filepath.Join(spec.CertbotDir, "logs", "letsencrypt.log") // this run's (certbot rotates it)
 )
+
+// certbotRunner runs certbot for one appliance. It needs nothing from the
+// Supervisor but a way to run commands and to log, so a renewal goroutine
+// can own it: only that goroutine may call obtain.
+type certbotRunner struct {
+	run      func(name string, args ...string) (string, error)
+	logf     func(format string, args ...any)
+	bin      string // the rendered wrapper, through the live tree
+	hook     string // the rendered deploy hook, through the live tree
+	dir      string // certbot's config-dir
+	log      string // certbot's log, rotated at each run
+	cert     string // the certificate Postfix and Dovecot serve
+	acme     *http.Server
+	failures int // failed runs in a row
+}
+
+func newCertbotRunner(run func(string, ...string) (string, error), logf func(string, ...any), live string) *certbotRunner {
+	return &certbotRunner{
+		run: run, logf: logf,
+		bin:  filepath.Join(live, render.CertbotBin),
+		hook: filepath.Join(live, render.DeployHook),
+		dir:  spec.CertbotDir,
+		log:  filepath.Join(spec.CertbotDir, "logs", "letsencrypt.log"),
+		cert: spec.DefaultCert, // certbot mode always serves this one
+	}
+}
 
 // challengePath is the URL prefix of HTTP-01 (RFC 8555 8.3).
 const challengePath = "/.well-known/acme-challenge/"
@@ -77,8 +101,8 @@ func acmeHandler(webroot string, logf func(string, ...any)) http.Handler {
 // listenACME binds port 80 and serves HTTP-01 challenges from
 // acmeWebroot until the process ends. It is called at start in
 // certbot mode and again before a certbot run while it has not succeeded.
-func (s *Supervisor) listenACME() error {
-	if s.acme != nil {
+func (c *certbotRunner) listenACME() error {
+	if c.acme != nil {
 		return nil
 	}
 	dir := filepath.Join(acmeWebroot, filepath.FromSlash(challengePath))
@@ -89,26 +113,27 @@ func (s *Supervisor) listenACME() error {
 	if err != nil {
 		return err
 	}
-	s.acme = &http.Server{
-		Handler:           acmeHandler(acmeWebroot, s.logf),
+	c.acme = &http.Server{
+		Handler:           acmeHandler(acmeWebroot, c.logf),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		MaxHeaderBytes:    8 << 10,
 	}
-	go func() { _ = s.acme.Serve(ln) }()
+	srv := c.acme
+	go func() { _ = srv.Serve(ln) }()
 	return nil
 }
 
 // startACME binds port 80 at start in certbot mode. A failure does not stop
 // the appliance (mail flows on the current certificate); it is said loudly,
 // once here and again at each certbot attempt.
-func (s *Supervisor) startACME() {
-	if err := s.listenACME(); err != nil {
-		s.logf("ERROR: certbot mode: %s", port80Problem(err))
+func (c *certbotRunner) startACME() {
+	if err := c.listenACME(); err != nil {
+		c.logf("ERROR: certbot mode: %s", port80Problem(err))
 		return
 	}
-	s.logf("certbot mode: answering ACME HTTP-01 challenges on port 80 (webroot %s)", spec.ACMEWebroot)
+	c.logf("certbot mode: answering ACME HTTP-01 challenges on port 80 (webroot %s)", spec.ACMEWebroot)
 }
 
 func port80Problem(err error) string {
@@ -119,43 +144,44 @@ func port80Problem(err error) string {
 	return fmt.Sprintf("%s (%v): the CA cannot reach the HTTP-01 challenge, so no certificate can be issued; mail keeps flowing on the current certificate. Free port 80 (with network_mode: host, a web server on the host holds it) or use tls.mode files", why, err)
 }
 
-// certbot obtains (first run) or renews the certificate through the
-// rendered wrapper and returns how long to wait before the next run. A
-// failure keeps the current certificate and says why and when it retries.
-func (s *Supervisor) certbot() time.Duration {
-	lineage := filepath.Join(certbotDir, "live", s.spec.Hostname)
+// obtain gets the first certificate for hostname or renews it, through
+// the rendered wrapper, and returns how long to wait before the next run.
+// A failure keeps the current certificate and says why and when it
+// retries.
+func (c *certbotRunner) obtain(hostname string) time.Duration {
+	lineage := filepath.Join(c.dir, "live", hostname)
 	cmd := "certonly"
 	if _, err := os.Stat(lineage); err == nil {
 		cmd = "renew"
 	}
 	fail := func(why string) time.Duration {
-		s.certbotFailures++
-		wait := retryAfter(s.certbotFailures)
-		s.logf("certbot %s failed: %s; keeping the current certificate (%s), next attempt at %s (in %v)",
-			cmd, why, s.certSummary(), time.Now().Add(wait).UTC().Format("15:04:05 MST"), wait)
+		c.failures++
+		wait := retryAfter(c.failures)
+		c.logf("certbot %s failed: %s; keeping the current certificate (%s), next attempt at %s (in %v)",
+			cmd, why, certSummary(c.cert), time.Now().Add(wait).UTC().Format("15:04:05 MST"), wait)
 		return wait
 	}
-	if err := s.listenACME(); err != nil {
+	if err := c.listenACME(); err != nil {
 		return fail(port80Problem(err))
 	}
 	t0 := time.Now()
-	out, err := s.reaper.run(filepath.Join(s.live, render.CertbotBin), cmd)
+	out, err := c.run(c.bin, cmd)
 	if err != nil {
 		why := certbotReason(out, err)
 		// certbot 2.1 cannot parse some problem documents (subproblems)
 		// and then prints only its own traceback: the CA's answer is in
 		// the run's log.
-		if st, serr := os.Stat(certbotLog); serr == nil && !st.ModTime().Before(t0) {
-			log, _ := os.ReadFile(certbotLog)
+		if st, serr := os.Stat(c.log); serr == nil && !st.ModTime().Before(t0) {
+			log, _ := os.ReadFile(c.log)
 			if p := acmeProblem(string(log)); p != "" {
 				why = "the CA answered " + p + " (certbot: " + why + ")"
 			}
 		}
 		return fail(why)
 	}
-	s.certbotFailures = 0
-	s.installLineage(lineage)
-	s.logf("certbot %s: ok in %v; serving %s", cmd, time.Since(t0).Round(time.Millisecond), s.certSummary())
+	c.failures = 0
+	c.installLineage(lineage)
+	c.logf("certbot %s: ok in %v; serving %s", cmd, time.Since(t0).Round(time.Millisecond), certSummary(c.cert))
 	return RenewEvery
 }
 
@@ -165,20 +191,19 @@ func (s *Supervisor) certbot() time.Duration {
 // or replaced by the self-signed one at start (it is regenerated when
 // missing, or within 30 days of expiry) would be served until the next
 // renewal, for up to 60 days.
-func (s *Supervisor) installLineage(lineage string) {
+func (c *certbotRunner) installLineage(lineage string) {
 	issued, err := certs.Read(filepath.Join(lineage, "fullchain.pem"))
 	if err != nil || !time.Now().Before(issued.NotAfter) {
 		return
 	}
-	if served, err := certs.Read(s.spec.TLS.Cert); err == nil && served.Fingerprint == issued.Fingerprint {
+	if served, err := certs.Read(c.cert); err == nil && served.Fingerprint == issued.Fingerprint {
 		return
 	}
-	hook := filepath.Join(s.live, render.DeployHook)
-	if out, err := s.reaper.run("env", "RENEWED_LINEAGE="+lineage, hook); err != nil {
-		s.logf("warning: installing certbot's certificate from %s failed: %v", lineage, certbotReason(out, err))
+	if out, err := c.run("env", "RENEWED_LINEAGE="+lineage, c.hook); err != nil {
+		c.logf("warning: installing certbot's certificate from %s failed: %v", lineage, certbotReason(out, err))
 		return
 	}
-	s.logf("installed certbot's current certificate from %s (another one was being served)", lineage)
+	c.logf("installed certbot's current certificate from %s (another one was being served)", lineage)
 }
 
 // retryAfter is the wait after the n-th failure in a row (n ≥ 1).
@@ -190,9 +215,9 @@ func retryAfter(n int) time.Duration {
 	return min(d, RetryMax)
 }
 
-// certSummary names the certificate being served, for log lines.
-func (s *Supervisor) certSummary() string {
-	info, err := certs.Read(s.spec.TLS.Cert)
+// certSummary names the certificate in certFile, for log lines.
+func certSummary(certFile string) string {
+	info, err := certs.Read(certFile)
 	if err != nil {
 		return fmt.Sprintf("unreadable: %v", err)
 	}

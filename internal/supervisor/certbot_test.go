@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,8 +15,6 @@ import (
 	"time"
 
 	"quietmx/internal/certs"
-	"quietmx/internal/render"
-	"quietmx/internal/spec"
 )
 
 func TestRetryAfter(t *testing.T) {
@@ -151,32 +150,40 @@ func TestACMEHandler(t *testing.T) {
 // other's children (each waits for any child).
 var testReaper = sync.OnceValue(newReaper)
 
-// fakeCertbot makes a Supervisor whose rendered certbot wrapper is script
-// (a shell body; "$@" are certbot's arguments), serving a self-signed
-// certificate, with the log in the returned buffer.
-func fakeCertbot(t *testing.T, script string) (*Supervisor, *bytes.Buffer) {
+// fakeCertbot makes a runner whose rendered certbot wrapper is script (a
+// shell body; "$@" are certbot's arguments), with certbot's directory in a
+// temporary one, serving a self-signed certificate, with the log in the
+// returned buffer.
+func fakeCertbot(t *testing.T, script string) (*certbotRunner, *bytes.Buffer) {
 	t.Helper()
 	dir := t.TempDir()
 	live := filepath.Join(dir, "live")
-	wrapper := filepath.Join(live, render.CertbotBin)
-	if err := os.MkdirAll(filepath.Dir(wrapper), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if _, err := certs.EnsureSelfSigned(cert, key, "mail.example.com", time.Now()); err != nil {
-		t.Fatal(err)
-	}
 	var out bytes.Buffer
-	s := &Supervisor{
-		opt:    Options{Out: &out},
-		live:   live,
-		reaper: testReaper(),
-		spec:   &spec.Spec{Hostname: "mail.example.com", TLS: spec.TLS{Mode: spec.TLSCertbot, Cert: cert, Key: key}},
+	var mu sync.Mutex
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(&out, "quietmx: "+format+"\n", args...)
 	}
-	return s, &out
+	c := newCertbotRunner(testReaper().run, logf, live)
+	c.dir = filepath.Join(dir, "letsencrypt")
+	c.log = filepath.Join(c.dir, "logs", "letsencrypt.log")
+	c.cert = filepath.Join(dir, "cert.pem")
+	if err := os.MkdirAll(filepath.Dir(c.bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.bin, []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := certs.EnsureSelfSigned(c.cert, filepath.Join(dir, "key.pem"), "mail.example.com", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c.acme != nil {
+			c.acme.Close()
+		}
+	})
+	return c, &out
 }
 
 // useACME points the responder at a free local port and a temporary
@@ -190,9 +197,6 @@ func useACME(t *testing.T, addr string) {
 
 func TestCertbotFailureBacksOffThenSucceeds(t *testing.T) {
 	useACME(t, "127.0.0.1:0")
-	oldLog := certbotLog
-	certbotLog = filepath.Join(t.TempDir(), "letsencrypt.log")
-	t.Cleanup(func() { certbotLog = oldLog })
 	calls := filepath.Join(t.TempDir(), "calls")
 	s, out := fakeCertbot(t, `echo "$@" >> `+calls+`
 if [ -e `+calls+`.ok ]; then echo "Successfully received certificate."; exit 0; fi
@@ -201,7 +205,7 @@ echo "An unexpected error occurred:"
 echo 'Error creating new order :: Cannot issue for "mail.example.com": domain name is forbidden by policy'
 exit 1`)
 	for i, want := range []time.Duration{time.Minute, 2 * time.Minute} {
-		if got := s.certbot(); got != want {
+		if got := s.obtain("mail.example.com"); got != want {
 			t.Errorf("failure %d: next run in %v, want %v", i+1, got, want)
 		}
 	}
@@ -218,8 +222,8 @@ exit 1`)
 	if err := os.WriteFile(calls+".ok", nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.certbot(); got != RenewEvery || s.certbotFailures != 0 {
-		t.Errorf("success: next run in %v with %d failures counted, want %v and 0", got, s.certbotFailures, RenewEvery)
+	if got := s.obtain("mail.example.com"); got != RenewEvery || s.failures != 0 {
+		t.Errorf("success: next run in %v with %d failures counted, want %v and 0", got, s.failures, RenewEvery)
 	}
 	if !strings.Contains(out.String(), "certbot certonly: ok in ") {
 		t.Errorf("no success line:\n%s", out.String())
@@ -230,17 +234,14 @@ exit 1`)
 	if s.acme == nil {
 		t.Fatal("the HTTP-01 responder did not start")
 	}
-	s.acme.Close()
 }
 
 // TestCertbotReasonFromLog: when certbot's output hides the CA's answer,
 // the failure line quotes the problem from this run's log.
 func TestCertbotReasonFromLog(t *testing.T) {
 	useACME(t, "127.0.0.1:0")
-	oldLog := certbotLog
-	certbotLog = filepath.Join(t.TempDir(), "letsencrypt.log")
-	t.Cleanup(func() { certbotLog = oldLog })
-	s, out := fakeCertbot(t, `cat > `+certbotLog+` <<'EOF'
+	s, out := fakeCertbot(t, `LOG="$(dirname "$0")/../../letsencrypt/logs/letsencrypt.log"
+mkdir -p "$(dirname "$LOG")"; cat > "$LOG" <<'EOF'
 {
    "type": "urn:ietf:params:acme:error:rejectedIdentifier",
    "detail": "mail.example.com is a forbidden domain"
@@ -248,12 +249,11 @@ func TestCertbotReasonFromLog(t *testing.T) {
 EOF
 echo "AttributeError: can't set attribute" >&2
 exit 1`)
-	s.certbot()
+	s.obtain("mail.example.com")
 	want := "certbot certonly failed: the CA answered rejectedIdentifier: mail.example.com is a forbidden domain (certbot: AttributeError: can't set attribute); keeping the current certificate"
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, out.String())
 	}
-	s.acme.Close()
 }
 
 // TestInstallLineage: after a successful run, certbot's certificate is
@@ -261,10 +261,9 @@ exit 1`)
 // that regenerated the self-signed one), and not again once it is.
 func TestInstallLineage(t *testing.T) {
 	useACME(t, "127.0.0.1:0")
-	oldDir := certbotDir
-	certbotDir = t.TempDir()
-	t.Cleanup(func() { certbotDir = oldDir })
-	lineage := filepath.Join(certbotDir, "live", "mail.example.com")
+	calls := filepath.Join(t.TempDir(), "calls")
+	s, out := fakeCertbot(t, `echo "$@" >> `+calls)
+	lineage := filepath.Join(s.dir, "live", "mail.example.com")
 	if err := os.MkdirAll(lineage, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -272,20 +271,17 @@ func TestInstallLineage(t *testing.T) {
 	if _, err := certs.EnsureSelfSigned(filepath.Join(lineage, "fullchain.pem"), filepath.Join(lineage, "privkey.pem"), "mail.example.com", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	calls := filepath.Join(t.TempDir(), "calls")
-	s, out := fakeCertbot(t, `echo "$@" >> `+calls)
-	hook := filepath.Join(s.live, render.DeployHook)
-	script := "#!/bin/sh\ncp \"$RENEWED_LINEAGE/fullchain.pem\" " + s.spec.TLS.Cert + "\ncp \"$RENEWED_LINEAGE/privkey.pem\" " + s.spec.TLS.Key + "\n"
-	if err := os.WriteFile(hook, []byte(script), 0o755); err != nil {
+	script := "#!/bin/sh\ncp \"$RENEWED_LINEAGE/fullchain.pem\" " + s.cert + "\n"
+	if err := os.WriteFile(s.hook, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	want, _ := certs.Read(filepath.Join(lineage, "fullchain.pem"))
 	for i := 0; i < 2; i++ {
-		if got := s.certbot(); got != RenewEvery {
+		if got := s.obtain("mail.example.com"); got != RenewEvery {
 			t.Fatalf("run %d: next in %v", i+1, got)
 		}
 	}
-	if served, _ := certs.Read(s.spec.TLS.Cert); served.Fingerprint != want.Fingerprint {
+	if served, _ := certs.Read(s.cert); served.Fingerprint != want.Fingerprint {
 		t.Errorf("serving %s, want certbot's %s", served.Fingerprint, want.Fingerprint)
 	}
 	if n := strings.Count(out.String(), "installed certbot's current certificate"); n != 1 {
@@ -294,7 +290,6 @@ func TestInstallLineage(t *testing.T) {
 	if data, _ := os.ReadFile(calls); string(data) != "renew\nrenew\n" {
 		t.Errorf("certbot called with %q, want renew twice (the lineage exists)", data)
 	}
-	s.acme.Close()
 }
 
 // TestPort80Taken: a taken port is said at start and at each attempt,
@@ -309,7 +304,7 @@ func TestPort80Taken(t *testing.T) {
 	calls := filepath.Join(t.TempDir(), "calls")
 	s, out := fakeCertbot(t, `echo "$@" >> `+calls)
 	s.startACME()
-	if got := s.certbot(); got != RetryFirst {
+	if got := s.obtain("mail.example.com"); got != RetryFirst {
 		t.Errorf("next run in %v, want %v", got, RetryFirst)
 	}
 	log := out.String()
@@ -322,13 +317,12 @@ func TestPort80Taken(t *testing.T) {
 	}
 	// Once the port is free, the next attempt binds it.
 	squatter.Close()
-	if got := s.certbot(); got != RenewEvery || s.acme == nil {
+	if got := s.obtain("mail.example.com"); got != RenewEvery || s.acme == nil {
 		t.Errorf("after the port was freed: next run in %v, responder %v", got, s.acme != nil)
 	} else {
 		resp, err := http.Get("http://" + acmeAddr + "/")
 		if err != nil || resp.StatusCode != 404 {
 			t.Errorf("responder: %v %v", resp, err)
 		}
-		s.acme.Close()
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -79,9 +78,7 @@ type Supervisor struct {
 	postfix, dovecot <-chan syscall.WaitStatus
 	postfixPid       int
 	dovecotPid       int
-	// certbot mode (certbot.go)
-	acme            *http.Server // the HTTP-01 responder on port 80
-	certbotFailures int          // failed runs in a row
+	certbot          *certbotRunner // certbot mode (certbot.go)
 }
 
 func (s *Supervisor) logf(format string, args ...any) {
@@ -115,8 +112,9 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
+	s.certbot = newCertbotRunner(s.reaper.run, s.logf, s.live)
 	if sp.TLS.Mode == spec.TLSCertbot {
-		s.startACME()
+		s.certbot.startACME()
 	}
 	t0 := time.Now()
 	if err := s.renderAndSwap(sp); err != nil {
@@ -183,7 +181,7 @@ func Run(ctx context.Context, opt Options) error {
 				s.reconfigure(strings.Join(now.changed(s.state), ", "))
 			}
 			if s.spec.TLS.Mode == spec.TLSCertbot && time.Now().After(certbotNext) {
-				certbotNext = time.Now().Add(s.certbot())
+				certbotNext = time.Now().Add(s.certbot.obtain(s.spec.Hostname))
 			}
 		}
 	}
