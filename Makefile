@@ -11,7 +11,7 @@ export DOCKER_BUILDKIT := 0
 # Compose: the v2 plugin when present, else Debian's docker-compose (v1).
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: all build test test-unit test-e2e fuzz bench tools image up down clean
+.PHONY: all build test test-unit test-e2e fuzz bench tools image pebble-image up down clean
 
 all: build
 
@@ -36,8 +36,13 @@ test-unit: tools
 image:
 	bash docker/build-image.sh
 
+# Pebble, the test ACME CA of the certbot tests (docker/pebble; built once,
+# from the Go module proxy and the local base).
+pebble-image:
+	bash docker/pebble/build.sh
+
 # The end-to-end suite against the real image (testcontainers-go).
-test-e2e: image
+test-e2e: image pebble-image
 	@mkdir -p bin
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; exit $${PIPESTATUS[0]}
 

@@ -132,6 +132,9 @@ func Start(t *testing.T, o Options) *Appliance {
 	}
 	if o.Network != "" {
 		req.Networks = []string{o.Network}
+		// Its host name resolves on the network, as an MX's does (an ACME
+		// CA there validates HTTP-01 against it).
+		req.NetworkAliases = map[string][]string{o.Network: {o.Hostname}}
 	}
 	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
 	if c != nil {

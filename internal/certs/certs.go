@@ -36,6 +36,7 @@ type Info struct {
 	NotAfter    time.Time
 	DNSNames    []string
 	Fingerprint string // SHA-256 of the leaf, hex
+	Issuer      string // the issuer's common name (self-signed: the host name)
 }
 
 // Read parses the first certificate of a PEM file.
@@ -56,7 +57,7 @@ func Read(certFile string) (Info, error) {
 		return Info{}, fmt.Errorf("%s: %w", certFile, err)
 	}
 	sum := sha256.Sum256(c.Raw)
-	return Info{NotAfter: c.NotAfter, DNSNames: c.DNSNames, Fingerprint: hex.EncodeToString(sum[:])}, nil
+	return Info{NotAfter: c.NotAfter, DNSNames: c.DNSNames, Fingerprint: hex.EncodeToString(sum[:]), Issuer: c.Issuer.CommonName}, nil
 }
 
 // CheckPair verifies that the key matches the certificate (what Postfix and

@@ -11,7 +11,8 @@
 //	postfix/sasl_passwd                    only with outbound SMTP AUTH (0600)
 //	dovecot/dovecot.conf, dovecot/passwd   doveconf -c LIVE/dovecot/dovecot.conf
 //	altpostlocal/altpostlocal.yaml         with .last-valid and .compiled
-//	certbot/cli.ini, certbot/deploy-hook   only in certbot mode
+//	certbot/cli.ini, certbot/deploy-hook   only in certbot mode, with the
+//	certbot/certbot, certbot/ca.pem        wrapper and the ca_file's copy
 //
 // Files refer to each other through the live path, never through the
 // versioned directory, so a swap changes what every reader sees at once
@@ -77,6 +78,8 @@ const (
 	RulesFile   = "altpostlocal/altpostlocal.yaml"
 	CertbotINI  = "certbot/cli.ini"
 	DeployHook  = "certbot/deploy-hook"
+	CertbotBin  = "certbot/certbot" // the wrapper /usr/local/bin/certbot links to
+	CertbotCA   = "certbot/ca.pem"  // a copy of tls.ca_file
 )
 
 // Options adjust Render. The zero value renders for the image's layout.
@@ -229,6 +232,14 @@ func Files(s *spec.Spec, o Options) ([]File, error) {
 	if s.TLS.Mode == spec.TLSCertbot {
 		tmpl(CertbotINI, "cli.ini.tmpl", 0o644)
 		tmpl(DeployHook, "deploy-hook.tmpl", 0o755)
+		tmpl(CertbotBin, "certbot.tmpl", 0o755)
+		if s.TLS.CAFile != "" {
+			ca, err := os.ReadFile(s.TLS.CAFile)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("render %s: %w", CertbotCA, err))
+			}
+			files = append(files, File{Path: CertbotCA, Data: ca, Mode: 0o644})
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -255,6 +266,9 @@ type data struct {
 	CertbotINI    string
 	CertbotDir    string
 	DeployHook    string
+	CertbotBin    string
+	CertbotCA     string
+	ACMEWebroot   string
 }
 
 func newData(s *spec.Spec, o Options) *data {
@@ -286,6 +300,9 @@ func newData(s *spec.Spec, o Options) *data {
 		CertbotINI:    live(CertbotINI),
 		CertbotDir:    spec.CertbotDir,
 		DeployHook:    live(DeployHook),
+		CertbotBin:    live(CertbotBin),
+		CertbotCA:     live(CertbotCA),
+		ACMEWebroot:   spec.ACMEWebroot,
 	}
 }
 

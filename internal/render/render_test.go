@@ -66,6 +66,7 @@ var examples = []exampleCase{
 	{"certbot", "../../appliance/examples/certbot.yaml", ""},
 	{"files", "../../appliance/examples/files.yaml", ""},
 	{"env-only", "../../appliance/quietmx.yaml", "../../appliance/examples/env-only.env"},
+	{"certbot-private-ca", "../../appliance/examples/certbot-private-ca.yaml", ""},
 }
 
 // readEnvFile reads KEY=VALUE lines (comments and blank lines skipped).
@@ -103,6 +104,9 @@ func (c exampleCase) load(t testing.TB) *spec.Spec {
 	}
 	if c.name == "many-domains" {
 		env["QUIETMX_RELAY_PASSWORD_FILE"] = abs(t, "testdata/secrets/smtp_password")
+	}
+	if c.name == "certbot-private-ca" {
+		env["QUIETMX_CERTBOT_CA_FILE"] = abs(t, "testdata/secrets/acme-ca.pem")
 	}
 	s, err := spec.LoadFile(c.spec, env)
 	if err != nil {
@@ -497,7 +501,7 @@ func TestDiffReloads(t *testing.T) {
 		{"maildir", map[string]string{"QUIETMX_MAILDIR": "/var/mail/vmail/me/Maildir"},
 			[]string{RulesFile, RulesFile + ".compiled", RulesFile + ".last-valid", PasswdFile}, false, false},
 		{"certbot", map[string]string{"QUIETMX_TLS_MODE": "certbot", "QUIETMX_CERTBOT_EMAIL": "me@example.com"},
-			[]string{CertbotINI, DeployHook}, false, false},
+			[]string{CertbotBin, CertbotINI, DeployHook}, false, false},
 	} {
 		out := renderTo(strings.ReplaceAll(tc.name, " ", "-"), tc.env)
 		changed, err := Diff(base, out)

@@ -25,6 +25,7 @@ type envVars struct {
 	CertbotEmail         *string `env:"CERTBOT_EMAIL"`
 	CertbotStaging       *string `env:"CERTBOT_STAGING"`
 	CertbotServer        *string `env:"CERTBOT_SERVER"`
+	CertbotCAFile        *string `env:"CERTBOT_CA_FILE"`
 	TLSCert              *string `env:"TLS_CERT"`
 	TLSKey               *string `env:"TLS_KEY"`
 	MessageSize          *string `env:"MESSAGE_SIZE"`
@@ -115,6 +116,7 @@ func (l *loader) applyEnv() {
 	str(e.CertbotEmail, "tls.email", "CERTBOT_EMAIL", &l.s.TLS.Email)
 	boolean(e.CertbotStaging, "tls.staging", "CERTBOT_STAGING", &l.s.TLS.Staging)
 	str(e.CertbotServer, "tls.server", "CERTBOT_SERVER", &l.s.TLS.Server)
+	str(e.CertbotCAFile, "tls.ca_file", "CERTBOT_CA_FILE", &l.s.TLS.CAFile)
 	str(e.TLSCert, "tls.cert", "TLS_CERT", &l.s.TLS.Cert)
 	str(e.TLSKey, "tls.key", "TLS_KEY", &l.s.TLS.Key)
 	if e.MessageSize != nil {

@@ -15,6 +15,7 @@ func FuzzLoad(f *testing.F) {
 		"../../appliance/examples/single-domain.yaml",
 		"../../appliance/examples/many-domains.yaml",
 		"../../appliance/examples/certbot.yaml",
+		"../../appliance/examples/certbot-private-ca.yaml",
 	} {
 		data, err := os.ReadFile(p)
 		if err != nil {

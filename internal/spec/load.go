@@ -216,7 +216,7 @@ func (l *loader) parseYAML() {
 
 var (
 	topKeys      = []string{"hostname", "domains", "ipv6", "tls", "mailboxes", "rules", "rules_file", "limits", "vmail", "outbound", "delivery"}
-	tlsKeys      = []string{"mode", "email", "staging", "server", "cert", "key"}
+	tlsKeys      = []string{"mode", "email", "staging", "server", "ca_file", "cert", "key"}
 	mailboxKeys  = []string{"login", "password_hash", "password_file", "maildir"}
 	limitsKeys   = []string{"message_size", "recipients_per_message"}
 	vmailKeys    = []string{"uid", "gid"}
@@ -362,6 +362,8 @@ func (l *loader) parseTLS(n *yaml.Node) {
 			l.boolean(v, p, &l.s.TLS.Staging)
 		case "server":
 			l.str(v, p, &l.s.TLS.Server)
+		case "ca_file":
+			l.str(v, p, &l.s.TLS.CAFile)
 		case "cert":
 			l.str(v, p, &l.s.TLS.Cert)
 		case "key":

@@ -47,6 +47,9 @@ const (
 	DefaultKey  = StateDir + "/tls/key.pem"
 	// CertbotDir is certbot's config-dir (accounts, lineages, renewal).
 	CertbotDir = StateDir + "/letsencrypt"
+	// ACMEWebroot is certbot's webroot: quietmx run serves its
+	// .well-known/acme-challenge/ on port 80 in certbot mode.
+	ACMEWebroot = StateDir + "/acme"
 )
 
 // Defaults.
@@ -85,6 +88,7 @@ type TLS struct {
 	Email   string // certbot: account e-mail
 	Staging bool   // certbot: Let's Encrypt staging CA
 	Server  string // certbot: ACME directory URL of another CA ("" = Let's Encrypt)
+	CAFile  string // certbot: CA bundle (PEM) certbot trusts for Server's HTTPS; "" = the system's
 	Cert    string // files: certificate chain (PEM); otherwise DefaultCert
 	Key     string // files: private key (PEM); otherwise DefaultKey
 }

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"quietmx/internal/certs"
 )
 
 const hash = "{SHA512-CRYPT}$6$4bAowgfggBr85FSu$A9PM3uNhN0WsrY.1PrmmOXAcMqW3gjS63YHaVA7YdERz3dpVx8kmTu1vJMvBdWoEzCuo6iCE9QfK8lA7Cido11"
@@ -21,6 +24,15 @@ mailboxes:
     password_hash: "` + hash + `"
 `
 
+// testCA is a CA bundle for tls.ca_file (any parsable certificate will do).
+var testCA = func() string {
+	cert, _, err := certs.SelfSigned("ca.example.net", time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return string(cert)
+}()
+
 // testDir holds the files rows refer to as {{dir}}/NAME.
 func testDir(t *testing.T) string {
 	dir := t.TempDir()
@@ -30,6 +42,7 @@ func testDir(t *testing.T) string {
 		"spaced":     " secret \n",
 		"rules.yaml": "default:\n  type: maildri\n",
 		"good.yaml":  "default: {type: discard}\n",
+		"ca.pem":     testCA,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
@@ -69,7 +82,7 @@ func TestBadInput(t *testing.T) {
 		{"wrong type, list", "hostname: mail.example.com\ndomains: example.com\n", nil,
 			`quietmx.yaml:2:10: domains: want a list, got "example.com"`},
 		{"wrong type, mapping", head + "tls: certbot\n", nil,
-			`quietmx.yaml:7:6: tls: want a mapping with keys mode, email, staging, server, cert, key, got "certbot"`},
+			`quietmx.yaml:7:6: tls: want a mapping with keys mode, email, staging, server, ca_file, cert, key, got "certbot"`},
 		{"wrong type, bool", head + "ipv6: maybe\n", nil,
 			`quietmx.yaml:7:7: ipv6: want true or false (also yes/no, on/off, unquoted), got "maybe"`},
 		{"unknown delivery", head + "delivery: lmpt\n", nil,
@@ -134,6 +147,20 @@ func TestBadInput(t *testing.T) {
 			`quietmx.yaml:10:11: tls.server: want an https:// ACME directory URL, got "http://ca.example/dir"`},
 		{"certbot server and staging", head + "tls:\n  mode: certbot\n  email: a@example.com\n  staging: true\n  server: https://ca.example/dir\n", nil,
 			`quietmx.yaml:11:11: tls.server: conflicts with staging (staging means Let's Encrypt's staging server)`},
+		{"certbot ca_file without server", head + "tls:\n  mode: certbot\n  email: a@example.com\n  ca_file: {{dir}}/ca.pem\n", nil,
+			`quietmx.yaml:10:12: tls.ca_file: only used with tls.server (the ACME directory of the private CA it trusts; or set QUIETMX_CERTBOT_SERVER)`},
+		{"certbot ca_file relative", head + "tls:\n  mode: certbot\n  email: a@example.com\n  server: https://ca.example/dir\n  ca_file: ca.pem\n", nil,
+			`quietmx.yaml:11:12: tls.ca_file: "ca.pem" must be an absolute path (as seen inside the container)`},
+		{"certbot ca_file unclean", head + "tls:\n  mode: certbot\n  email: a@example.com\n  server: https://ca.example/dir\n  ca_file: /etc/ssl//ca.pem\n", nil,
+			`quietmx.yaml:11:12: tls.ca_file: "/etc/ssl//ca.pem" is not a clean path (write "/etc/ssl/ca.pem")`},
+		{"certbot ca_file missing", head + "tls:\n  mode: certbot\n  email: a@example.com\n  server: https://ca.example/dir\n  ca_file: {{dir}}/nope.pem\n", nil,
+			`quietmx.yaml:11:12: tls.ca_file: cannot read the CA bundle: open {{dir}}/nope.pem: no such file or directory`},
+		{"certbot ca_file not PEM", head + "tls:\n  mode: certbot\n  email: a@example.com\n  server: https://ca.example/dir\n  ca_file: {{dir}}/pw\n", nil,
+			`quietmx.yaml:11:12: tls.ca_file: {{dir}}/pw holds no PEM certificate (want the CA certificate(s) that signed the ACME server's HTTPS certificate)`},
+		{"certbot ca_file, environment", head + "tls:\n  mode: certbot\n  email: a@example.com\n  server: https://ca.example/dir\n", map[string]string{"QUIETMX_CERTBOT_CA_FILE": "{{dir}}/empty"},
+			`QUIETMX_CERTBOT_CA_FILE: {{dir}}/empty holds no PEM certificate (want the CA certificate(s) that signed the ACME server's HTTPS certificate)`},
+		{"ca_file of another mode", head + "tls:\n  ca_file: {{dir}}/ca.pem\n", nil,
+			`quietmx.yaml:8:12: tls.ca_file: only used with mode certbot (mode is self-signed)`},
 		{"files without cert and key", head + "tls:\n  mode: files\n", nil,
 			"quietmx.yaml:8:3: tls.cert: required with mode files: the certificate chain, a PEM file (or set QUIETMX_TLS_CERT)\n" +
 				`quietmx.yaml:8:3: tls.key: required with mode files: the private key, a PEM file (or set QUIETMX_TLS_KEY)`},
@@ -262,7 +289,7 @@ func TestBadInput(t *testing.T) {
 			}
 			env := map[string]string{}
 			for k, v := range tc.env {
-				env[k] = v
+				env[k] = strings.ReplaceAll(v, "{{dir}}", dir)
 			}
 			s, err := Load(file, data, env)
 			if err == nil {
@@ -478,6 +505,34 @@ func TestDelivery(t *testing.T) {
 		}
 		if s.Delivery != tc.want {
 			t.Errorf("%q %v: Delivery = %q, want %q", tc.yaml[len(head):], tc.env, s.Delivery, tc.want)
+		}
+	}
+}
+
+// TestCAFile: tls.ca_file from the spec or QUIETMX_CERTBOT_CA_FILE (which
+// wins) lands in the Spec as given.
+func TestCAFile(t *testing.T) {
+	dir := testDir(t)
+	ca := filepath.Join(dir, "ca.pem")
+	other := filepath.Join(dir, "other.pem")
+	if err := os.WriteFile(other, []byte(testCA+testCA), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	yaml := head + "tls:\n  mode: certbot\n  email: a@example.com\n  server: https://pebble:14000/dir\n  ca_file: " + ca + "\n"
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"yaml", nil, ca},
+		{"environment wins", map[string]string{"QUIETMX_CERTBOT_CA_FILE": other}, other},
+	} {
+		s, err := Load("quietmx.yaml", []byte(yaml), tc.env)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if s.TLS.CAFile != tc.want || s.TLS.Server != "https://pebble:14000/dir" {
+			t.Errorf("%s: CAFile %q, Server %q; want %q", tc.name, s.TLS.CAFile, s.TLS.Server, tc.want)
 		}
 	}
 }

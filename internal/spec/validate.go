@@ -2,6 +2,7 @@ package spec
 
 import (
 	"bytes"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/url"
@@ -119,6 +120,7 @@ func (l *loader) validateTLS() {
 	only("email", TLSCertbot)
 	only("staging", TLSCertbot)
 	only("server", TLSCertbot)
+	only("ca_file", TLSCertbot)
 	only("cert", TLSFiles)
 	only("key", TLSFiles)
 	switch t.Mode {
@@ -138,6 +140,7 @@ func (l *loader) validateTLS() {
 				l.problem("tls.server", "conflicts with staging (staging means Let's Encrypt's staging server)")
 			}
 		}
+		l.validateCAFile()
 		t.Cert, t.Key = DefaultCert, DefaultKey
 	case TLSFiles:
 		for _, f := range []struct {
@@ -159,6 +162,34 @@ func (l *loader) validateTLS() {
 		}
 	default:
 		t.Cert, t.Key = DefaultCert, DefaultKey
+	}
+}
+
+// validateCAFile checks tls.ca_file: the CA bundle certbot trusts for a
+// private ACME server's HTTPS (it replaces the system's trust store for
+// certbot alone, so it only makes sense with tls.server).
+func (l *loader) validateCAFile() {
+	f := l.s.TLS.CAFile
+	switch {
+	case f == "" || l.failed("tls.ca_file"):
+		return
+	case l.s.TLS.Server == "":
+		l.problem("tls.ca_file", "only used with tls.server (the ACME directory of the private CA it trusts; or set QUIETMX_CERTBOT_SERVER)")
+		return
+	case !path.IsAbs(f):
+		l.problem("tls.ca_file", "%q must be an absolute path (as seen inside the container)", f)
+		return
+	case path.Clean(f) != f:
+		l.problem("tls.ca_file", "%q is not a clean path (write %q)", f, path.Clean(f))
+		return
+	}
+	data, err := os.ReadFile(f)
+	if err != nil {
+		l.problem("tls.ca_file", "cannot read the CA bundle: %v", err)
+		return
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		l.problem("tls.ca_file", "%s holds no PEM certificate (want the CA certificate(s) that signed the ACME server's HTTPS certificate)", f)
 	}
 }
 

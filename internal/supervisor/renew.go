@@ -2,8 +2,6 @@ package supervisor
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -36,30 +34,24 @@ func (s *Supervisor) ensureCertificate() (generated bool, err error) {
 	return generated, nil
 }
 
-// Intervals between certbot runs.
-const (
-	renewFirst = 5 * time.Second // after start
-	renewAfter = 12 * time.Hour  // after a success
-	renewRetry = time.Hour       // after a failure
-)
+// renewFirst is the wait after start before the first certbot run.
+const renewFirst = 5 * time.Second
 
 // renewer runs certbot in its own goroutine and posts when to run next to
 // the main loop (done), so a run (a minute, or certbot's own timeouts when
 // the CA is unreachable) never delays signals, spec changes or a dying
 // service. The new certificate itself arrives through certbot's deploy
-// hook, and the watcher reloads the services for it.
+// hook, and the watcher reloads the services for it. What a run does and
+// when the next one is due is the certbotRunner's (certbot.go).
 type renewer struct {
-	run        func(name string, args ...string) (string, error)
-	logf       func(format string, args ...any)
-	ini        string // certbot's cli.ini, through the live tree
-	certbotDir string // certbot's config-dir
-	next       time.Time
-	busy       bool
-	done       chan time.Duration
+	obtain func(hostname string) time.Duration // only ever one call at a time
+	next   time.Time
+	busy   bool
+	done   chan time.Duration
 }
 
-func newRenewer(run func(string, ...string) (string, error), logf func(string, ...any), ini, certbotDir string, now time.Time) *renewer {
-	return &renewer{run: run, logf: logf, ini: ini, certbotDir: certbotDir, next: now.Add(renewFirst), done: make(chan time.Duration, 1)}
+func newRenewer(obtain func(hostname string) time.Duration, now time.Time) *renewer {
+	return &renewer{obtain: obtain, next: now.Add(renewFirst), done: make(chan time.Duration, 1)}
 }
 
 // poll starts a run for hostname when one is due and none is running. It
@@ -69,34 +61,11 @@ func (r *renewer) poll(now time.Time, hostname string) {
 		return
 	}
 	r.busy = true
-	go func() { r.done <- r.renew(hostname) }()
+	go func() { r.done <- r.obtain(hostname) }()
 }
 
 // finished records a run's result, received from done.
 func (r *renewer) finished(now time.Time, after time.Duration) {
 	r.busy = false
 	r.next = now.Add(after)
-}
-
-// renew obtains or renews the certificate; it returns when to run again.
-func (r *renewer) renew(hostname string) time.Duration {
-	args := []string{"--config", r.ini, "certonly"}
-	if _, err := os.Stat(filepath.Join(r.certbotDir, "live", hostname)); err == nil {
-		args = []string{"--config", r.ini, "renew"}
-	}
-	out, err := r.run("certbot", args...)
-	if err != nil {
-		r.logf("certbot %s failed (keeping the current certificate, retrying in 1h): %v", args[2], lastLines(out, 5))
-		return renewRetry
-	}
-	r.logf("certbot %s: ok", args[2])
-	return renewAfter
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }

@@ -79,7 +79,8 @@ type Supervisor struct {
 	spec      *spec.Spec
 	live      string
 	state     watchState
-	fatal     chan error // a guarded goroutine died (see guard)
+	fatal     chan error     // a guarded goroutine died (see guard)
+	certbot   *certbotRunner // certbot mode (certbot.go)
 }
 
 // newSupervisor is a Supervisor for opt (defaults applied) that does not
@@ -136,6 +137,10 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
+	s.certbot = newCertbotRunner(s.reaper.run, s.logf, s.live)
+	if sp.TLS.Mode == spec.TLSCertbot {
+		s.certbot.startACME()
+	}
 	t0 := time.Now()
 	if err := s.renderAndSwap(sp); err != nil {
 		return fmt.Errorf("render: %w", err)
@@ -178,7 +183,7 @@ func (s *Supervisor) loop(ctx context.Context) error {
 	defer signal.Stop(sigs)
 	tick := time.NewTicker(s.opt.Poll)
 	defer tick.Stop()
-	renew := newRenewer(s.reaper.run, s.logf, filepath.Join(s.live, render.CertbotINI), spec.CertbotDir, time.Now())
+	renew := newRenewer(s.certbot.obtain, time.Now())
 	for {
 		select {
 		case <-ctx.Done():
