@@ -39,7 +39,9 @@ import (
 const (
 	MailRoot      = "/var/mail"              // the mail volume
 	VmailRoot     = "/var/mail/vmail"        // default Maildirs live below
-	DefaultRescue = "/var/mail/vmail/rescue" // rescue directory of generated rules
+	// RescueFolder is the Maildir++ folder of the first mailbox the
+	// generated rules rescue into: the owner sees it over IMAP ("Rescue").
+	RescueFolder = ".Rescue"
 	StateDir      = "/var/lib/quietmx"       // the state volume
 	// The certificate Postfix and Dovecot read in self-signed and certbot
 	// mode: generated at first start, replaced by certbot's deploy hook.
@@ -98,6 +100,10 @@ type Mailbox struct {
 
 // Home is the user's Dovecot home: the directory holding the Maildir.
 func (m Mailbox) Home() string { return path.Dir(m.Maildir) }
+
+// Rescue is the rescue directory of generated rules when m is the first
+// mailbox: the new/ of its Rescue folder, a Maildir Dovecot shows.
+func (m Mailbox) Rescue() string { return path.Join(m.Maildir, RescueFolder, "new") }
 
 // LocalPart returns the login's part before the last "@", or the login.
 func (m Mailbox) LocalPart() string {
