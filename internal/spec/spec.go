@@ -49,6 +49,9 @@ const (
 	DefaultKey  = StateDir + "/tls/key.pem"
 	// CertbotDir is certbot's config-dir (accounts, lineages, renewal).
 	CertbotDir = StateDir + "/letsencrypt"
+	// GeneratedPasswordFile is the one-mailbox shortcut's password file
+	// when none is given: `quietmx run` generates it on first start.
+	GeneratedPasswordFile = StateDir + "/secrets/mailbox.password"
 )
 
 // Defaults.
