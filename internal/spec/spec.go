@@ -37,12 +37,12 @@ import (
 // Paths inside the container. The mail volume holds every Maildir; the
 // state volume holds certificates.
 const (
-	MailRoot      = "/var/mail"              // the mail volume
-	VmailRoot     = "/var/mail/vmail"        // default Maildirs live below
+	MailRoot  = "/var/mail"       // the mail volume
+	VmailRoot = "/var/mail/vmail" // default Maildirs live below
 	// RescueFolder is the Maildir++ folder of the first mailbox the
 	// generated rules rescue into: the owner sees it over IMAP ("Rescue").
 	RescueFolder = ".Rescue"
-	StateDir      = "/var/lib/quietmx"       // the state volume
+	StateDir     = "/var/lib/quietmx" // the state volume
 	// The certificate Postfix and Dovecot read in self-signed and certbot
 	// mode: generated at first start, replaced by certbot's deploy hook.
 	DefaultCert = StateDir + "/tls/cert.pem"
