@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -60,6 +61,11 @@ func (d drainer) drain(deadline time.Time) DrainReport {
 		r.Err = err
 		return r
 	}
+	// A main.cf modified within the last second makes every Postfix
+	// program wait until it is "stable" (see render.backdate): seconds
+	// the grace time cannot spare.
+	old := time.Now().Add(-time.Minute)
+	_ = os.Chtimes(filepath.Join(d.postfixDir, "main.cf"), old, old)
 	if _, err := d.run("postfix", "-c", d.postfixDir, "reload"); err != nil {
 		r.Err = err
 		return r
