@@ -19,7 +19,7 @@ var DrainTransports = []string{"altpostlocal", "smtp", "relay"}
 // DrainReport says how a drain went.
 type DrainReport struct {
 	InFlight int           // messages in the active queue when it began
-	Left     int           // still there at the deadline: Stop kills their deliveries and Postfix retries them
+	Left     int           // messages there at the deadline (some may have come in since): Stop kills their deliveries and Postfix retries them
 	Waited   time.Duration // until the active queue was empty, or the deadline
 	Err      error         // the drain could not be set up; Stop still follows
 }
@@ -29,9 +29,9 @@ func (r DrainReport) String() string {
 	case r.Err != nil:
 		return fmt.Sprintf("drain failed (%v): stopping anyway", r.Err)
 	case r.Left > 0:
-		return fmt.Sprintf("%d of %d deliveries still in progress after %v: stopping them (Postfix retries them after the restart; a message the agent had already written may arrive twice)", r.Left, r.InFlight, r.Waited.Round(time.Millisecond))
+		return fmt.Sprintf("%d messages still in delivery after %v: stopping them (Postfix retries them after the restart; one the agent had already written may arrive twice)", r.Left, r.Waited.Round(time.Millisecond))
 	}
-	return fmt.Sprintf("drained: %d deliveries in progress finished in %v", r.InFlight, r.Waited.Round(time.Millisecond))
+	return fmt.Sprintf("drained in %v: no delivery in progress (%d messages were active when it began)", r.Waited.Round(time.Millisecond), r.InFlight)
 }
 
 // drainer is the graceful half of a stop, on the running Postfix.

@@ -19,8 +19,8 @@ func TestStopDrainsFirst(t *testing.T) {
 		report DrainReport
 		log    string
 	}{
-		{"drained", DrainReport{InFlight: 3, Waited: 1200 * time.Millisecond}, "drained: 3 deliveries in progress finished in 1.2s"},
-		{"outlived the grace", DrainReport{InFlight: 3, Left: 1, Waited: 20 * time.Second}, "1 of 3 deliveries still in progress after 20s"},
+		{"drained", DrainReport{InFlight: 3, Waited: 1200 * time.Millisecond}, "drained in 1.2s: no delivery in progress (3 messages were active when it began)"},
+		{"outlived the grace", DrainReport{InFlight: 3, Left: 1, Waited: 20 * time.Second}, "1 messages still in delivery after 20s: stopping them"},
 		{"drain failed", DrainReport{Err: errors.New("postfix reload: exit status 1")}, "drain failed (postfix reload: exit status 1): stopping anyway"},
 	}
 	for _, tt := range tests {
