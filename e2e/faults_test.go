@@ -15,6 +15,9 @@ import (
 	"time"
 
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
+
+	"quietmx/e2e/harness"
+	"quietmx/e2e/oracle"
 )
 
 // rescueMaildir is where these tests keep rescued mail: the new/ of a
@@ -264,13 +267,11 @@ func TestFaultInjection(t *testing.T) {
 		close(ids)
 		wg.Wait()
 		t.Logf("sent %d messages in %v", n, time.Since(start).Round(time.Millisecond))
-		// Keep killing while Postfix retries what was killed.
+		// Keep killing while Postfix retries what was killed: three
+		// rounds of a flush and a wait (up to 3 s) for the queue to drain.
 		for i := 0; i < 3; i++ {
 			a.Exec("postqueue", "-f")
-			deadline := time.Now().Add(3 * time.Second)
-			for len(a.Queue()) > 0 && time.Now().Before(deadline) {
-				time.Sleep(200 * time.Millisecond)
-			}
+			_ = harness.Until(3*time.Second, 200*time.Millisecond, func() (bool, error) { return len(a.Queue()) == 0, nil })
 		}
 		r := stopKills()
 		if r.err != nil {
@@ -292,30 +293,13 @@ func TestFaultInjection(t *testing.T) {
 		msgs := WaitMessages(t, c, "INBOX", n, 60*time.Second)
 		c.Logout()
 		got := ByMessageID(msgs)
-		dups := 0
-		for id, msg := range sent {
-			copies := got[id]
-			if len(copies) == 0 {
-				t.Errorf("%s: lost", id)
-			}
-			for _, cp := range copies {
-				if !Intact(cp, msg) {
-					t.Errorf("%s: a partial or altered copy (%d bytes, sent %d)", id, len(cp), len(msg))
-				}
-			}
-			if len(copies) > 1 {
-				dups += len(copies) - 1
-			}
+		for _, v := range oracle.Lost(sent, got) {
+			t.Errorf("INBOX: %s", v)
 		}
-		for id := range got {
-			if _, ok := sent[id]; !ok {
-				t.Errorf("unexpected message %q in INBOX (%d copies)", id, len(got[id]))
-			}
-		}
-		t.Logf("%d messages, %d complete duplicates (allowed: Postfix delivers at least once)", len(msgs), dups)
+		t.Logf("%d messages, %d complete duplicates (allowed: Postfix delivers at least once)", len(msgs), oracle.Duplicates(got))
 		_, tmp := a.Exec("sh", "-c", "ls "+maildirOf("me")+"/tmp | wc -l")
 		t.Logf("orphans left in tmp/ by killed agents (invisible to IMAP): %s", strings.TrimSpace(tmp))
-		a.AssertNoBounce()
+		a.AssertNoBounce(killedAgents)
 	})
 
 	t.Run("enospc", func(t *testing.T) {
@@ -360,10 +344,14 @@ func TestFaultInjection(t *testing.T) {
 		if c := got["<enospc-held@e2e>"]; len(c) != 1 || !Intact(c[0], msg) {
 			t.Errorf("tiny mailbox once space returned: %d copies, want 1 intact", len(c))
 		}
-		a.AssertNoBounce()
+		a.AssertNoBounce(killedAgents) // the same log as sigkill's
 		assertAgentExits(t, a)
 	})
 }
+
+// killedAgents is what TestFaultInjection provokes: pipe(8) defers each
+// agent it saw die of the kill loop's SIGKILL.
+var killedAgents = oracle.Expect{Deferrals: []string{"Command died with signal 9"}}
 
 // lastLine is the last line of log containing s.
 func lastLine(log, s string) string {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,8 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"quietmx/e2e/harness"
 )
 
 // Image is the image `make image` builds.
@@ -105,7 +106,11 @@ func Start(t *testing.T, o Options) *Appliance {
 		}
 		writeFile(t, filepath.Join(dir, name), content, mode)
 	}
-	env := map[string]string{"QUIETMX_SPEC": "/etc/quietmx/appliance/quietmx.yaml"}
+	// QUIETMX_SPEC must name a file that exists: only when the test gives one.
+	env := map[string]string{}
+	if _, ok := o.Files["quietmx.yaml"]; ok || o.Spec != "" {
+		env["QUIETMX_SPEC"] = "/etc/quietmx/appliance/quietmx.yaml"
+	}
 	for k, v := range o.Env {
 		env[k] = v
 	}
@@ -229,37 +234,29 @@ func (a *Appliance) TLSConfig() *tls.Config {
 	return &tls.Config{ServerName: a.Hostname, RootCAs: a.CertPool(), MinVersion: tls.VersionTLS12}
 }
 
-// Send delivers one message over SMTP from the host and returns the
-// server's reply to DATA (or the error of the first failing step).
+// helo is the name the suite's SMTP clients give in EHLO.
+const helo = "client.e2e.example"
+
+// Send delivers one message over SMTP from the host (harness.Send, the
+// suite's one sender) and returns the first failing step's error.
 func (a *Appliance) Send(from string, to []string, msg []byte) error {
+	_, err := harness.Send(a.SMTPAddr, helo, from, to, msg)
+	return err
+}
+
+// SendQueued is MustSend that returns the queue id Postfix gave the
+// message.
+func (a *Appliance) SendQueued(from string, to []string, msg []byte) string {
 	a.t.Helper()
-	c, err := smtp.Dial(a.SMTPAddr)
+	reply, err := harness.Send(a.SMTPAddr, helo, from, to, msg)
 	if err != nil {
-		return err
+		a.t.Fatalf("send %s → %v: %v", from, to, err)
 	}
-	defer c.Close()
-	if err := c.Hello("client.e2e.example"); err != nil {
-		return err
+	id := harness.QueueID(reply)
+	if id == "" {
+		a.t.Fatalf("no queue id in the reply to the end of the data: %q", reply)
 	}
-	if err := c.Mail(from); err != nil {
-		return err
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r); err != nil {
-			return err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(msg); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
+	return id
 }
 
 // MustSend is Send that must succeed.
@@ -284,29 +281,33 @@ func (a *Appliance) IMAP(user, pass string) *imapclient.Client {
 	return c
 }
 
-// WaitMessages polls the mailbox until it holds at least n messages and
-// returns their full bodies (RFC822), oldest first. Bounded polling with a
-// deadline, never a fixed sleep.
+// waitFor is the suite's one wait (harness.Until): it polls cond until it
+// holds and fails the test with what state says once within has passed.
+// It waits on the event itself (a log line, the queue, a mailbox), never
+// for a fixed time.
+func waitFor(t *testing.T, within time.Duration, cond func() bool, state func() string) {
+	t.Helper()
+	if err := harness.Until(within, 200*time.Millisecond, func() (bool, error) { return cond(), nil }); err != nil {
+		t.Fatalf("%s (%v)", state(), err)
+	}
+}
+
+// WaitMessages waits until the mailbox holds at least n messages and
+// returns their full bodies (RFC822), oldest first.
 func WaitMessages(t *testing.T, c *imapclient.Client, mailbox string, n int, within time.Duration) [][]byte {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	got := 0
+	waitFor(t, within, func() bool {
 		st, err := c.Status(mailbox, &imap.StatusOptions{NumMessages: true}).Wait()
 		if err != nil {
 			t.Fatalf("status %s: %v", mailbox, err)
 		}
-		if st.NumMessages != nil && int(*st.NumMessages) >= n {
-			return fetchAll(t, c, mailbox)
+		if st.NumMessages != nil {
+			got = int(*st.NumMessages)
 		}
-		if time.Now().After(deadline) {
-			got := 0
-			if st.NumMessages != nil {
-				got = int(*st.NumMessages)
-			}
-			t.Fatalf("mailbox %s: %d messages after %v, want %d", mailbox, got, within, n)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return got >= n
+	}, func() string { return fmt.Sprintf("mailbox %s: %d messages, want %d", mailbox, got, n) })
+	return fetchAll(t, c, mailbox)
 }
 
 func fetchAll(t *testing.T, c *imapclient.Client, mailbox string) [][]byte {

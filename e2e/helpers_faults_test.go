@@ -7,7 +7,6 @@ package e2e
 // bounce" checks, log polling, atomic spec edits, restarts, certificates.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -18,15 +17,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
-	"net/smtp"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +30,8 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"quietmx/e2e/harness"
+	"quietmx/e2e/oracle"
 	"quietmx/internal/passwd"
 )
 
@@ -114,16 +112,12 @@ func (a *Appliance) CountLog(s string) int {
 	return n
 }
 
-// WaitLog polls the container log until at least n lines contain s.
+// WaitLog waits until at least n lines of the container log contain s.
 func (a *Appliance) WaitLog(s string, n int, within time.Duration) {
 	a.t.Helper()
-	deadline := time.Now().Add(within)
-	for a.CountLog(s) < n {
-		if time.Now().After(deadline) {
-			a.t.Fatalf("container log: %d line(s) with %q after %v, want %d", a.CountLog(s), s, within, n)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	got := 0
+	waitFor(a.t, within, func() bool { got = a.CountLog(s); return got >= n },
+		func() string { return fmt.Sprintf("container log: %d line(s) with %q, want %d", got, s, n) })
 }
 
 // EditSpecAndWait edits the spec and waits for the supervisor's verdict:
@@ -135,115 +129,83 @@ func (a *Appliance) EditSpecAndWait(content, want string) {
 	a.WaitLog("quietmx: "+want, before+1, 30*time.Second)
 }
 
-// QueueEntry is one message of `postqueue -j`.
-type QueueEntry struct {
-	QueueName  string `json:"queue_name"`
-	QueueID    string `json:"queue_id"`
-	Sender     string `json:"sender"`
-	Size       int    `json:"message_size"`
-	Recipients []struct {
-		Address     string `json:"address"`
-		DelayReason string `json:"delay_reason"`
-	} `json:"recipients"`
-}
-
-func (e QueueEntry) String() string {
-	var rs []string
-	for _, r := range e.Recipients {
-		rs = append(rs, fmt.Sprintf("%s (%s)", r.Address, r.DelayReason))
-	}
-	return fmt.Sprintf("%s %s from=<%s> to %s", e.QueueName, e.QueueID, e.Sender, strings.Join(rs, ", "))
-}
-
-// Queue lists the Postfix queue. It fails the test if a message from the
-// null sender (a bounce or other notice) is in it: nothing of the kind may
-// ever be made.
-func (a *Appliance) Queue() []QueueEntry {
+// Queue lists the Postfix queue (postqueue -j).
+func (a *Appliance) Queue() []oracle.QueueEntry {
 	a.t.Helper()
-	q := a.QueueAll()
-	for _, e := range q {
-		if e.Sender == "" {
-			a.t.Errorf("the queue holds a message from the null sender (a bounce): %s", e)
-		}
+	q, err := oracle.ParseQueue(a.MustExec("postqueue", "-j"))
+	if err != nil {
+		a.t.Fatal(err)
 	}
 	return q
 }
 
-// QueueAll lists the Postfix queue (postqueue -j).
-func (a *Appliance) QueueAll() []QueueEntry {
-	a.t.Helper()
-	out := a.MustExec("postqueue", "-j")
-	var q []QueueEntry
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if !strings.HasPrefix(line, "{") {
-			continue
-		}
-		var e QueueEntry
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			a.t.Fatalf("postqueue -j: %v: %s", err, line)
-		}
-		q = append(q, e)
-	}
-	return q
-}
-
-// WaitQueued polls the queue until a message for rcpt is there, deferred
+// WaitQueued waits until a message for rcpt is in the queue, deferred
 // with a reason, and returns it.
-func (a *Appliance) WaitQueued(rcpt string, within time.Duration) QueueEntry {
+func (a *Appliance) WaitQueued(rcpt string, within time.Duration) oracle.QueueEntry {
 	a.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		for _, e := range a.Queue() {
+	var found oracle.QueueEntry
+	var q []oracle.QueueEntry
+	waitFor(a.t, within, func() bool {
+		q = a.Queue()
+		for _, e := range q {
 			for _, r := range e.Recipients {
 				if strings.EqualFold(r.Address, rcpt) && r.DelayReason != "" {
-					return e
+					found = e
+					return true
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("no deferred message for %s in the queue after %v: %v", rcpt, within, a.Queue())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return false
+	}, func() string { return fmt.Sprintf("no deferred message for %s in the queue: %v", rcpt, q) })
+	return found
 }
 
-// FlushUntilEmpty asks Postfix to retry the deferred queue (postqueue -f)
-// until the queue is empty.
+// WaitQueueEmpty waits until the Postfix queue is empty.
+func (a *Appliance) WaitQueueEmpty(within time.Duration) {
+	a.t.Helper()
+	var q []oracle.QueueEntry
+	waitFor(a.t, within, func() bool { q = a.Queue(); return len(q) == 0 },
+		func() string { return fmt.Sprintf("queue not empty: %v", q) })
+}
+
+// FlushUntilEmpty asks Postfix to retry the deferred queue (postqueue -f,
+// every 2 s) until the queue is empty.
 func (a *Appliance) FlushUntilEmpty(within time.Duration) {
 	a.t.Helper()
-	deadline := time.Now().Add(within)
-	last := time.Time{}
-	for {
-		q := a.Queue()
-		if len(q) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("queue not empty after %v: %v", within, q)
+	var q []oracle.QueueEntry
+	var last time.Time
+	waitFor(a.t, within, func() bool {
+		if q = a.Queue(); len(q) == 0 {
+			return true
 		}
 		if time.Since(last) > 2*time.Second {
 			a.Exec("postqueue", "-f")
 			last = time.Now()
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return false
+	}, func() string { return fmt.Sprintf("queue not empty: %v", q) })
 }
 
-// AssertNoBounce checks the promise the appliance exists for: the queue
-// holds no message from the null sender and the log shows no bounce and
-// no non-delivery notification.
-func (a *Appliance) AssertNoBounce() {
+// Violations runs the never-bounce and no-relay oracle over the whole
+// container log and the queue.
+func (a *Appliance) Violations(expect ...oracle.Expect) []oracle.Violation {
 	a.t.Helper()
-	a.Queue() // fails on a null-sender entry
-	logs := a.Logs()
-	for _, l := range strings.Split(logs, "\n") {
-		if strings.Contains(l, "status=bounced") || strings.Contains(l, "non-delivery notification") ||
-			strings.Contains(l, "delivery status notification") {
-			a.t.Errorf("bounce in the container log: %s", l)
-		}
+	var e oracle.Expect
+	if len(expect) > 0 {
+		e = expect[0]
+	}
+	return oracle.Check(a.Logs(), a.Queue(), e)
+}
+
+// AssertNoBounce checks the promise the appliance exists for (the
+// oracle): only deliveries and deferrals the agent asked for, no bounce in
+// any form (bounced, SOFTBOUNCE, expired, a pipe time-limit kill, a 5.x.x
+// status), no message from the null sender, no relay. expect names what
+// the scenario provoked on purpose.
+func (a *Appliance) AssertNoBounce(expect ...oracle.Expect) {
+	a.t.Helper()
+	for _, v := range a.Violations(expect...) {
+		a.t.Errorf("oracle: %s", v)
 	}
 }
 
@@ -264,19 +226,11 @@ func (a *Appliance) Mailbox(local string, n int, within time.Duration) map[strin
 	return ByMessageID(WaitMessages(a.t, c, "INBOX", n, within))
 }
 
-// ByMessageID indexes messages by their Message-ID header value.
-func ByMessageID(msgs [][]byte) map[string][][]byte {
-	out := map[string][][]byte{}
-	re := regexp.MustCompile(`(?mi)^Message-ID:\s*(<[^>\r\n]*>)`)
-	for _, m := range msgs {
-		id := ""
-		if sm := re.FindSubmatch(m); sm != nil {
-			id = string(sm[1])
-		}
-		out[id] = append(out[id], m)
-	}
-	return out
-}
+// ByMessageID and Intact are the nothing-lost oracle's.
+var (
+	ByMessageID = oracle.ByMessageID
+	Intact      = oracle.Intact
+)
 
 // MessageOfSize is a message with a known Message-ID and a body of about size
 // bytes (lines of printable text), CRLF line endings, for byte comparison.
@@ -290,31 +244,6 @@ func MessageOfSize(from, to, id string, size int) []byte {
 	fmt.Fprintf(&b, "-- end of %s\r\n", id)
 	return b.Bytes()
 }
-
-// Intact reports whether got (as read over IMAP) is the sent message
-// complete and alone: it ends with exactly the bytes sent, and what comes
-// before them is only trace header fields (Return-Path, Delivered-To,
-// Received...: Postfix and the agent prepend them), not a part of another
-// message.
-func Intact(got, sent []byte) bool {
-	if !bytes.HasSuffix(got, sent) {
-		return false
-	}
-	head := got[:len(got)-len(sent)]
-	for _, line := range bytes.SplitAfter(head, []byte("\r\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		if !traceLine.Match(line) {
-			return false
-		}
-	}
-	return true
-}
-
-// traceLine is a header field line a trace header may have: a field name
-// such as Return-Path:, or a folded continuation.
-var traceLine = regexp.MustCompile(`^(?:(?i:return-path|delivered-to|received|x-original-to):|[ \t])[^\r\n]*\r\n$`)
 
 // waitReadyAgain waits until the container log has n "ready" lines (a
 // restarted container keeps its old log, so the harness's wait strategy
@@ -424,26 +353,11 @@ func fingerprint(c *x509.Certificate) string {
 // SHA-256 fingerprint of the certificate the server presented (verified
 // against cfg).
 func SMTPCertFingerprint(address string, cfg *tls.Config) (string, error) {
-	conn, err := net.DialTimeout("tcp", address, 5*time.Second)
+	c, err := harness.DialStartTLS(address, helo, cfg.Clone())
 	if err != nil {
-		return "", err
-	}
-	conn.SetDeadline(time.Now().Add(15 * time.Second))
-	c, err := smtp.NewClient(conn, "")
-	if err != nil {
-		conn.Close()
 		return "", err
 	}
 	defer c.Close()
-	if err := c.Hello("client.e2e.example"); err != nil {
-		return "", err
-	}
-	if ok, _ := c.Extension("STARTTLS"); !ok {
-		return "", fmt.Errorf("no STARTTLS offered")
-	}
-	if err := c.StartTLS(cfg.Clone()); err != nil {
-		return "", err
-	}
 	st, ok := c.TLSConnectionState()
 	if !ok || len(st.PeerCertificates) == 0 {
 		return "", fmt.Errorf("no peer certificate")
@@ -475,37 +389,4 @@ func PinnedTLS(host string, certs ...*x509.Certificate) *tls.Config {
 		pool.AddCert(c)
 	}
 	return &tls.Config{ServerName: host, RootCAs: pool, MinVersion: tls.VersionTLS12}
-}
-
-// sendStartTLS sends one message over SMTP with STARTTLS, verifying the
-// server's certificate against cfg.
-func sendStartTLS(address string, cfg *tls.Config, from, to string, msg []byte) error {
-	c, err := smtp.Dial(address)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.Hello("client.e2e.example"); err != nil {
-		return err
-	}
-	if err := c.StartTLS(cfg.Clone()); err != nil {
-		return err
-	}
-	if err := c.Mail(from); err != nil {
-		return err
-	}
-	if err := c.Rcpt(to); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(msg); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
 }

@@ -4,11 +4,14 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"quietmx/e2e/harness"
 )
 
 // TestLiveChanges (scenario 8): an alias added by editing the spec (inline
@@ -286,17 +289,12 @@ func TestCertRotation(t *testing.T) {
 	begin := time.Now()
 	writeAtomic(t, filepath.Join(a.SpecDir, "tls/key.pem"), certB.KeyPEM, 0o600)
 	writeAtomic(t, filepath.Join(a.SpecDir, "tls/cert.pem"), certB.CertPEM, 0o644)
-	deadline := begin.Add(30 * time.Second)
-	for {
+	waitFor(t, 30*time.Second, func() bool {
 		s, i, err = serving()
-		if err == nil && s == certB.Fingerprint && i == certB.Fingerprint {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 30s: smtp %s, imaps %s (err %v), want B %s", s, i, err, certB.Fingerprint)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return err == nil && s == certB.Fingerprint && i == certB.Fingerprint
+	}, func() string {
+		return fmt.Sprintf("smtp %s, imaps %s (err %v), want B %s", s, i, err, certB.Fingerprint)
+	})
 	t.Logf("both ports serve the new certificate %v after the files were replaced", time.Since(begin).Round(100*time.Millisecond))
 
 	a.WaitLog("quietmx: postfix reloaded", pfReloads+1, 10*time.Second)
@@ -311,7 +309,7 @@ func TestCertRotation(t *testing.T) {
 	// Mail still flows, over STARTTLS verified against the new certificate
 	// only, and IMAPS with it too.
 	onlyB := PinnedTLS(defaultHost, certB.X509)
-	if err := sendStartTLS(a.SMTPAddr, onlyB, "sender@outside.example", addr("me"),
+	if err := harness.SendStartTLS(a.SMTPAddr, helo, onlyB, "sender@outside.example", []string{addr("me")},
 		MessageOfSize("sender@outside.example", addr("me"), "rot-after@e2e", 1024)); err != nil {
 		t.Fatalf("send over STARTTLS with the new certificate: %v", err)
 	}
@@ -319,4 +317,5 @@ func TestCertRotation(t *testing.T) {
 	if len(got["<rot-after@e2e>"]) != 1 {
 		t.Errorf("message sent after the rotation: %d copies", len(got["<rot-after@e2e>"]))
 	}
+	a.AssertNoBounce()
 }

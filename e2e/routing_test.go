@@ -168,7 +168,7 @@ func TestSeveralDomains(t *testing.T) {
 			t.Errorf("delivery line: %v", l)
 		}
 	}
-	a.noBackscatter()
+	a.AssertNoBounce()
 }
 
 // ---------------------------------------------------------------------------
@@ -327,7 +327,7 @@ func TestRouting(t *testing.T) {
 	if out := a.MustExec("quietmx", "explain", "abuse+x@d3.example"); !strings.Contains(out, "\n  matched: abuse\n") {
 		t.Errorf("quietmx explain abuse+x@d3.example:\n%s", out)
 	}
-	a.noBackscatter()
+	a.AssertNoBounce()
 }
 
 // ---------------------------------------------------------------------------
@@ -467,7 +467,7 @@ func TestPipeFilter(t *testing.T) {
 			}
 		}
 		// Not lost, not deferred, not bounced.
-		a.waitEmptyQueue(10 * time.Second)
+		a.WaitQueueEmpty(10 * time.Second)
 	})
 
 	// Nothing landed anywhere else.
@@ -476,7 +476,7 @@ func TestPipeFilter(t *testing.T) {
 			t.Errorf("folder %s holds %d messages", name, len(msgs))
 		}
 	}
-	a.noBackscatter()
+	a.AssertNoBounce()
 }
 
 // ---------------------------------------------------------------------------
@@ -569,7 +569,7 @@ func TestJunkAndDrops(t *testing.T) {
 		if len(got) != 1 || subjectOf(got[0]) != "after the drops" {
 			t.Errorf("INBOX: %d messages, want only the control message", len(got))
 		}
-		a.waitEmptyQueue(10 * time.Second)
+		a.WaitQueueEmpty(10 * time.Second)
 	})
 
 	t.Run("dump redelivered byte for byte", func(t *testing.T) {
@@ -618,5 +618,5 @@ func TestJunkAndDrops(t *testing.T) {
 			t.Errorf("redelivered trace: Return-Path %q, Delivered-To %q", tr.ReturnPath, tr.DeliveredTo)
 		}
 	})
-	a.noBackscatter()
+	a.AssertNoBounce()
 }

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"strings"
 	"testing"
 	"time"
 )
@@ -32,14 +31,9 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("delivered message:\n%s", got[0])
 	}
 	// The delivery line reached the container log.
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(a.Logs(), "msg=delivery") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no delivery line in the container log")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	a.WaitLog("msg=delivery", 1, 10*time.Second)
 	if code, out := a.Exec("quietmx", "health"); code != 0 {
 		t.Errorf("quietmx health: exit %d: %s", code, out)
 	}
+	a.AssertNoBounce()
 }

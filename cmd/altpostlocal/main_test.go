@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,5 +38,28 @@ func cmdSubst(ts *testscript.TestScript, neg bool, args []string) {
 		if err := os.WriteFile(ts.MkAbs(f), []byte(data), 0o644); err != nil {
 			ts.Fatalf("subst: %v", err)
 		}
+	}
+}
+
+type panicReader struct{}
+
+func (panicReader) Read([]byte) (int, error) { panic("reader exploded") }
+
+// A panic outside delivery.Run (here: reading the message) still defers,
+// with the one log line saying why.
+func TestPanicDefers(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "agent.log")
+	var stderr bytes.Buffer
+	code := deliver([]string{"-log", logFile, "-q", "Q1", "-f", "s@x", "--", "r@x"}, panicReader{}, &stderr)
+	if code != 75 {
+		t.Errorf("exit %d, want 75", code)
+	}
+	data, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(data), `level=ERROR msg=delivery queue_id=Q1 sender=s@x recipient=r@x orig_recipient=r@x key="" actions="" outcome=deferred exit=75`) ||
+		!strings.Contains(string(data), `error="panic: reader exploded"`) || strings.Count(string(data), "\n") != 1 {
+		t.Errorf("log = %q", data)
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("stderr = %q", stderr.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"quietmx/internal/check"
+	"quietmx/internal/delivery"
 	"quietmx/internal/explain"
 	"quietmx/internal/rules"
 )
@@ -17,7 +18,7 @@ import (
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("altpostlocal check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("c", "", "live rule file (default $ALTPOSTLOCAL_CONFIG, else "+DefaultRules+")")
+	config := fs.String("c", "", "live rule file (default $ALTPOSTLOCAL_CONFIG, else "+delivery.DefaultRules+")")
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
 	install := fs.String("install", "", "check this file and, if it has no errors, install it as the live rule file")
 	fs.Usage = func() {
@@ -93,7 +94,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("altpostlocal explain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("c", "", "rule file (default $ALTPOSTLOCAL_CONFIG, else "+DefaultRules+")")
+	config := fs.String("c", "", "rule file (default $ALTPOSTLOCAL_CONFIG, else "+delivery.DefaultRules+")")
 	sender := fs.String("f", "", "envelope sender to show in ${sender}")
 	asJSON := fs.Bool("json", false, "print JSON")
 	sendmail := fs.String("sendmail", "/usr/sbin/sendmail", "sendmail path, as delivery uses it")
@@ -138,7 +139,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 func cmdCompile(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("altpostlocal compile", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("c", "", "rule file (default $ALTPOSTLOCAL_CONFIG, else "+DefaultRules+")")
+	config := fs.String("c", "", "rule file (default $ALTPOSTLOCAL_CONFIG, else "+delivery.DefaultRules+")")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -67,7 +67,6 @@ is_ready() { docker logs "$1" 2>&1 | grep 'quietmx: ready' >/dev/null; }
 caps=()
 for c in CHOWN DAC_OVERRIDE FOWNER SETUID SETGID NET_BIND_SERVICE KILL SYS_CHROOT; do caps+=(--cap-add "$c"); done
 docker run -d --name "$name" --cap-drop ALL "${caps[@]}" --hostname mail.bench.example \
-  -e QUIETMX_SPEC=/etc/quietmx/appliance/quietmx.yaml \
   -e QUIETMX_HOSTNAME=mail.bench.example -e QUIETMX_DOMAINS=bench.example \
   -e QUIETMX_MAILBOX=me@bench.example -e QUIETMX_PASSWORD_FILE=/etc/quietmx/appliance/password \
   -v "$work/spec:/etc/quietmx/appliance:ro" -v "$work/bin:/bench:ro" \

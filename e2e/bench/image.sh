@@ -9,7 +9,7 @@
 #      IDLE_SECONDS after they became ready (target <= 32 MiB)
 #
 # Each container runs exactly as e2e/harness_test.go starts one: cap-drop
-# ALL plus the harness's cap-add list, hostname, QUIETMX_SPEC, and the
+# ALL plus the harness's cap-add list, hostname, and the
 # smoke test's environment (QUIETMX_HOSTNAME, QUIETMX_DOMAINS,
 # QUIETMX_MAILBOX, QUIETMX_PASSWORD_FILE pointing at a password file in the
 # bind-mounted spec directory), no volumes. No assertions: it prints
@@ -92,7 +92,6 @@ run_args() { # name smtp-publish imaps-publish
   printf '%s\n' docker run -d --label "$label" --name "$1" \
     --cap-drop ALL "${caps[@]}" \
     --hostname mail.bench.example \
-    -e QUIETMX_SPEC=/etc/quietmx/appliance/quietmx.yaml \
     -e QUIETMX_HOSTNAME=mail.bench.example \
     -e QUIETMX_DOMAINS=bench.example,bench.example.org \
     -e QUIETMX_MAILBOX=me@bench.example \

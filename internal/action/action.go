@@ -39,7 +39,8 @@ type Delivery struct {
 
 // Result says what an action did, for the delivery log.
 type Result struct {
-	Detail string // e.g. the file written, or the command's output
+	File   string // the file written (maildir, dump)
+	Output string // a command's output (pipe, forward), at most outputLimit bytes
 }
 
 // waitDelay bounds how long we wait for a child's pipes once it has exited
@@ -55,24 +56,18 @@ func Run(ctx context.Context, a *rules.Action, d *Delivery) (Result, error) {
 	switch a.Type {
 	case rules.TypeMaildir:
 		p, err := maildir.Deliver(a.Value, a.Junk, trace, d.Message)
-		return Result{Detail: p}, err
+		return Result{File: p}, err
 	case rules.TypeDump:
 		p, err := dump.Write(a.Value, dump.Dump{Sender: d.Sender, Recipients: d.Recipients, Recipient: d.Recipient, Mail: d.Message})
-		return Result{Detail: p}, err
+		return Result{File: p}, err
 	case rules.TypeNothing, rules.TypeDiscard:
-		return Result{Detail: "dropped"}, nil
+		return Result{}, nil
 	case rules.TypePipe:
-		args := make([]string, len(a.Args))
-		for i, s := range a.Args {
-			args[i] = Expand(s, d)
-		}
-		out, err := command(ctx, a.Timeout, a.Cmd, args, trace, d.Message)
-		return Result{Detail: out}, err
+		out, err := command(ctx, a.Timeout, PipeCommand(a, d), trace, d.Message)
+		return Result{Output: out}, err
 	case rules.TypeForward:
-		sender := d.ForwardSender
-		args := append([]string{"-i", "-f", sender, "--"}, a.Addresses...)
-		out, err := command(ctx, 0, d.Sendmail, args, trace, d.Message)
-		return Result{Detail: out}, err
+		out, err := command(ctx, 0, ForwardCommand(a, d), trace, d.Message)
+		return Result{Output: out}, err
 	case rules.TypeAlias:
 		return Result{}, errors.New("alias action reached delivery unexpanded")
 	}
@@ -97,9 +92,27 @@ func ForwardSender(fromRules, fromFlag, rcpt string) string {
 	return "postmaster"
 }
 
-// Expand replaces an argument that is exactly ${sender} or ${recipient}.
+// PipeCommand is the command line a pipe action runs for d: cmd, then each
+// argument expanded on its own (see expand).
+func PipeCommand(a *rules.Action, d *Delivery) []string {
+	argv := make([]string, 0, 1+len(a.Args))
+	argv = append(argv, a.Cmd)
+	for _, s := range a.Args {
+		argv = append(argv, expand(s, d))
+	}
+	return argv
+}
+
+// ForwardCommand is the command line a forward action runs for d:
+// sendmail -i -f FORWARD_SENDER -- ADDR... The envelope sender is local
+// (see ForwardSender), never the original sender.
+func ForwardCommand(a *rules.Action, d *Delivery) []string {
+	return append([]string{d.Sendmail, "-i", "-f", d.ForwardSender, "--"}, a.Addresses...)
+}
+
+// expand replaces an argument that is exactly ${sender} or ${recipient}.
 // Substrings stay literal, as in the original.
-func Expand(arg string, d *Delivery) string {
+func expand(arg string, d *Delivery) string {
 	switch arg {
 	case "${sender}":
 		return d.Sender
@@ -128,9 +141,10 @@ func (c *capped) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// command runs name with args, the message on stdin, in its own process
-// group. A timeout (0 = none) or the end of ctx kills the whole group.
-func command(ctx context.Context, timeout time.Duration, name string, args []string, stdin ...[]byte) (string, error) {
+// command runs argv, the message on stdin, in its own process group. A
+// timeout (0 = none) or the end of ctx kills the whole group.
+func command(ctx context.Context, timeout time.Duration, argv []string, stdin ...[]byte) (string, error) {
+	name, args := argv[0], argv[1:]
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)

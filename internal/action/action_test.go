@@ -89,10 +89,10 @@ func TestRunLocalActions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		if filepath.Dir(res.Detail) != filepath.Join(dir, "new") {
-			t.Errorf("Detail = %q, want the file in %s/new", res.Detail, dir)
+		if filepath.Dir(res.File) != filepath.Join(dir, "new") {
+			t.Errorf("File = %q, want the file in %s/new", res.File, dir)
 		}
-		got, err := os.ReadFile(res.Detail)
+		got, err := os.ReadFile(res.File)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,8 +109,8 @@ func TestRunLocalActions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		if filepath.Dir(res.Detail) != filepath.Join(dir, ".Junk", "new") {
-			t.Errorf("Detail = %q, want the file in .Junk/new", res.Detail)
+		if filepath.Dir(res.File) != filepath.Join(dir, ".Junk", "new") {
+			t.Errorf("File = %q, want the file in .Junk/new", res.File)
 		}
 	})
 	t.Run("maildir CRLF message gets CRLF trace", func(t *testing.T) {
@@ -121,7 +121,7 @@ func TestRunLocalActions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		got, _ := os.ReadFile(res.Detail)
+		got, _ := os.ReadFile(res.File)
 		want := "Return-Path: <sender@example.org>\r\nDelivered-To: rcpt+tag@example.com\r\nSubject: s\r\n\r\nbody\r\n"
 		if string(got) != want {
 			t.Errorf("delivered %q, want %q", got, want)
@@ -134,10 +134,10 @@ func TestRunLocalActions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		if filepath.Dir(res.Detail) != dir || !strings.HasSuffix(res.Detail, ".json") {
-			t.Errorf("Detail = %q, want a .json file in %s", res.Detail, dir)
+		if filepath.Dir(res.File) != dir || !strings.HasSuffix(res.File, ".json") {
+			t.Errorf("File = %q, want a .json file in %s", res.File, dir)
 		}
-		data, err := os.ReadFile(res.Detail)
+		data, err := os.ReadFile(res.File)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,8 +156,8 @@ func TestRunLocalActions(t *testing.T) {
 		t.Run(typ, func(t *testing.T) {
 			dir := t.TempDir()
 			res, err := Run(context.Background(), &rules.Action{Type: typ, Value: dir}, newDelivery())
-			if err != nil || res.Detail != "dropped" {
-				t.Errorf("Run(%s) = %q, %v; want dropped, nil", typ, res.Detail, err)
+			if err != nil || res != (Result{}) {
+				t.Errorf("Run(%s) = %+v, %v; want nothing written, nil", typ, res, err)
 			}
 			if es, _ := os.ReadDir(dir); len(es) != 0 {
 				t.Errorf("Run(%s) wrote %v", typ, es)
@@ -205,7 +205,7 @@ func TestRunErrors(t *testing.T) {
 	}
 }
 
-func TestExpand(t *testing.T) {
+func TestExpandArg(t *testing.T) {
 	d := &Delivery{Sender: "s@x", Recipient: "r@y"}
 	tests := []struct{ arg, want string }{
 		{"${sender}", "s@x"},
@@ -222,12 +222,36 @@ func TestExpand(t *testing.T) {
 		{"", ""},
 	}
 	for _, tt := range tests {
-		if got := Expand(tt.arg, d); got != tt.want {
-			t.Errorf("Expand(%q) = %q, want %q", tt.arg, got, tt.want)
+		if got := expand(tt.arg, d); got != tt.want {
+			t.Errorf("expand(%q) = %q, want %q", tt.arg, got, tt.want)
 		}
 	}
-	if got := Expand("${sender}", &Delivery{}); got != "" {
-		t.Errorf("Expand(${sender}) with the null sender = %q, want \"\"", got)
+	if got := expand("${sender}", &Delivery{}); got != "" {
+		t.Errorf("expand(${sender}) with the null sender = %q, want \"\"", got)
+	}
+}
+
+func TestCommandLines(t *testing.T) {
+	d := &Delivery{Sender: "s@x", Recipient: "r@y", Sendmail: "/usr/sbin/sendmail", ForwardSender: "postmaster@y"}
+	tests := []struct {
+		name string
+		a    *rules.Action
+		got  func(*rules.Action, *Delivery) []string
+		want []string
+	}{
+		{"pipe", &rules.Action{Type: rules.TypePipe, Cmd: "/bin/f", Args: []string{"${sender}", "${recipient}", "x${sender}", "3"}}, PipeCommand, []string{"/bin/f", "s@x", "r@y", "x${sender}", "3"}},
+		{"pipe without args", &rules.Action{Type: rules.TypePipe, Cmd: "/bin/f"}, PipeCommand, []string{"/bin/f"}},
+		{"forward", &rules.Action{Type: rules.TypeForward, Addresses: []string{"a@far", "-b@far"}}, ForwardCommand, []string{"/usr/sbin/sendmail", "-i", "-f", "postmaster@y", "--", "a@far", "-b@far"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.got(tt.a, d); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("argv = %q, want %q", got, tt.want)
+			}
+			if tt.a.Args != nil && tt.a.Args[0] != "${sender}" {
+				t.Errorf("the action was changed: %q", tt.a.Args)
+			}
+		})
 	}
 }
 
@@ -290,8 +314,8 @@ func TestPipeArgsAndStdin(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			if want := "ok " + strconv.Itoa(len(tt.want)); res.Detail != want {
-				t.Errorf("Detail = %q, want %q (the command's output)", res.Detail, want)
+			if want := "ok " + strconv.Itoa(len(tt.want)); res.Output != want {
+				t.Errorf("Output = %q, want %q (the command's output)", res.Output, want)
 			}
 			argv, err := os.ReadFile(out + ".argv")
 			if err != nil {
@@ -459,8 +483,8 @@ func TestPipeOutputCapped(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if len(res.Detail) != outputLimit || strings.Trim(res.Detail, "x") != "" {
-		t.Errorf("Detail has %d bytes, want the first %d of the output", len(res.Detail), outputLimit)
+	if len(res.Output) != outputLimit || strings.Trim(res.Output, "x") != "" {
+		t.Errorf("Output has %d bytes, want the first %d of the output", len(res.Output), outputLimit)
 	}
 	// A failing command's error carries at most a short first line.
 	script = writeScript(t, tmp, "chatty-fail.sh", "cat >/dev/null\nhead -c 100000 /dev/zero | tr '\\0' y\nexit 9\n")
@@ -500,8 +524,8 @@ sleep 1000
 		if elapsed < time.Second || elapsed > 4*time.Second {
 			t.Errorf("Run returned after %v, want soon after the 1s timeout", elapsed)
 		}
-		if res.Detail != "started" {
-			t.Errorf("Detail = %q, want the output so far", res.Detail)
+		if res.Output != "started" {
+			t.Errorf("Output = %q, want the output so far", res.Output)
 		}
 		if !gone(child) {
 			t.Errorf("child %d still alive after the timeout", child)
@@ -512,8 +536,8 @@ sleep 1000
 	})
 	t.Run("a timeout that does not expire", func(t *testing.T) {
 		res, err := Run(context.Background(), &rules.Action{Type: rules.TypePipe, Cmd: quick, Timeout: 10 * time.Second}, newDelivery())
-		if err != nil || res.Detail != "fine" {
-			t.Errorf("Run = %q, %v; want fine, nil", res.Detail, err)
+		if err != nil || res.Output != "fine" {
+			t.Errorf("Run = %q, %v; want fine, nil", res.Output, err)
 		}
 	})
 }
@@ -539,8 +563,8 @@ exit 0
 	if err != nil {
 		t.Errorf("Run = %v, want success", err)
 	}
-	if res.Detail != "done" {
-		t.Errorf("Detail = %q, want done", res.Detail)
+	if res.Output != "done" {
+		t.Errorf("Output = %q, want done", res.Output)
 	}
 	if elapsed > waitDelay+3*time.Second {
 		t.Errorf("Run returned after %v, want at most waitDelay (%v) and a margin", elapsed, waitDelay)

@@ -7,12 +7,12 @@ package check
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
 
+	"quietmx/internal/delivery"
 	"quietmx/internal/route"
 	"quietmx/internal/rules"
 )
@@ -41,7 +41,7 @@ func Rules(file string, data []byte) (*rules.Set, rules.Findings) {
 }
 
 // Validate finds what needs the router: alias loops and dead ends, rematch
-// chains, unreachable keys, and mail that could only be deferred.
+// chains, unreachable keys, and mail that would be deferred or lost.
 func Validate(set *rules.Set) rules.Findings {
 	var fs rules.Findings
 	add := func(sev rules.Severity, pos rules.Pos, path, format string, args ...any) {
@@ -54,11 +54,7 @@ func Validate(set *rules.Set) rules.Findings {
 	slices.Sort(keys)
 	check := func(key, path string, e *rules.Entry) {
 		if _, err := route.ExpandEntry(set, key, e); err != nil {
-			msg := err.Error()
-			if errors.Is(err, route.ErrNoRoute) {
-				msg += " (the message would be rescued)"
-			}
-			add(rules.Error, e.Pos, path, "%s", msg)
+			add(rules.Error, e.Pos, path, "%v", err)
 		}
 	}
 	for _, k := range keys {
@@ -92,10 +88,18 @@ func Validate(set *rules.Set) rules.Findings {
 			add(rules.Warning, plain.Pos, where, "reached only by extended addresses: %q takes the exact address first", k)
 		}
 	}
-	if set.Default == nil && set.Rescue == "" {
-		add(rules.Warning, rules.Pos{}, "", "no default and no rescue: mail for an unknown address is deferred, and Postfix returns it to the sender when it expires; add default: (or at least rescue:)")
-	} else if set.Default == nil {
-		add(rules.Warning, rules.Pos{}, "", "no default: mail for an unknown address goes to rescue")
+	// What happens after a failure is delivery's decision (FallbackFor):
+	// the warnings quote it rather than restate it.
+	fb := delivery.FallbackFor(set)
+	switch {
+	case set.Default == nil && fb.Kind == delivery.FallbackRescue:
+		add(rules.Warning, rules.Pos{}, "", "no default: mail for an unknown address: %s", fb.Describe())
+	case set.Default == nil && fb.Kind == delivery.FallbackDefer:
+		add(rules.Warning, rules.Pos{}, "", "no default: mail for an unknown address: %s, then returns it to the sender when it expires; add default: (or at least rescue:)", fb.Describe())
+	case set.Default == nil:
+		add(rules.Warning, rules.Pos{}, "", "no default: mail for an unknown address: %s; add default: (or at least rescue:)", fb.Describe())
+	case fb.Kind == delivery.FallbackLose:
+		add(rules.Warning, rules.Pos{}, "", "mail whose actions fail: %s; add rescue: (or remove die_quietly)", fb.Describe())
 	}
 	return fs
 }
@@ -105,7 +109,9 @@ func Validate(set *rules.Set) rules.Findings {
 func RunTests(set *rules.Set) rules.Findings {
 	var fs rules.Findings
 	for i, t := range set.Tests {
-		plan := route.Resolve(set, t.Address)
+		// The policy's view: a rejected address is refused before any
+		// delivery, so that is what a test asserts.
+		plan := route.AtRCPT(set, t.Address)
 		got := Outcome(plan)
 		if Matches(plan, t.Expect) {
 			continue
@@ -130,6 +136,9 @@ func Summary(plan *route.Plan) string {
 
 // Outcome describes a plan for messages: key "k" (actions) or the error.
 func Outcome(plan *route.Plan) string {
+	if plan.Refusal != nil {
+		return fmt.Sprintf("refused at RCPT (%s) by key %q", plan.RejectReply(), plan.Refusal.Key)
+	}
 	if plan.Err != nil {
 		return fmt.Sprintf("rescue (%v)", plan.Err)
 	}
@@ -137,9 +146,13 @@ func Outcome(plan *route.Plan) string {
 }
 
 // Matches reports whether a routing test's expectation holds: the matched
-// key, the whole action summary, one of the actions, or "rescue" for a
-// routing error.
+// key, the whole action summary, one of the actions, "rescue" for a
+// routing error, or "reject" (or its reply) for a refusal at RCPT time.
+// A refused address matches nothing else: it is never delivered.
 func Matches(plan *route.Plan, expect string) bool {
+	if plan.Refusal != nil {
+		return expect == rules.TypeReject || expect == plan.RejectReply() || expect == plan.Refusal.Key
+	}
 	if plan.Err != nil {
 		return expect == "rescue"
 	}

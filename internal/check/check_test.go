@@ -32,10 +32,14 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 }
 
-// TestCheckGolden runs check on every rule file in testdata and compares the
-// findings, with their exact lines, to NAME.check.
+// corpus is the rule-file corpus that package rules owns; check's goldens
+// for it live in testdata/NAME.check.
+const corpus = "../rules/testdata"
+
+// TestCheckGolden runs check on every rule file in the corpus and compares
+// the findings, with their exact lines, to testdata/NAME.check.
 func TestCheckGolden(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.yaml")
+	files, _ := filepath.Glob(corpus + "/*.yaml")
 	if len(files) < 5 {
 		t.Fatalf("corpus missing: %v", files)
 	}
@@ -46,7 +50,7 @@ func TestCheckGolden(t *testing.T) {
 			for _, fd := range fs {
 				b.WriteString(fd.String() + "\n")
 			}
-			golden(t, strings.TrimSuffix(f, ".yaml")+".check", b.Bytes())
+			golden(t, filepath.Join("testdata", strings.TrimSuffix(filepath.Base(f), ".yaml")+".check"), b.Bytes())
 			bad := strings.HasPrefix(filepath.Base(f), "bad_") || filepath.Base(f) == "bomb.yaml"
 			if bad != fs.HasErrors() {
 				t.Errorf("HasErrors = %v for %s", fs.HasErrors(), f)
@@ -56,7 +60,7 @@ func TestCheckGolden(t *testing.T) {
 }
 
 func TestExplainGolden(t *testing.T) {
-	loaded, err := rules.Load("testdata/good.yaml")
+	loaded, err := rules.Load(corpus + "/good.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +80,7 @@ func TestExplainGolden(t *testing.T) {
 func TestInstall(t *testing.T) {
 	dir := t.TempDir()
 	live := filepath.Join(dir, "altpostlocal.yaml")
-	good, _ := os.ReadFile("testdata/good.yaml")
+	good, _ := os.ReadFile(corpus + "/good.yaml")
 	if _, err := check.Install(live, good, "new.yaml"); err != nil {
 		t.Fatal(err)
 	}
@@ -85,12 +89,37 @@ func TestInstall(t *testing.T) {
 			t.Errorf("install did not write %s", p)
 		}
 	}
-	bad, _ := os.ReadFile("testdata/bad_loops.yaml")
+	bad, _ := os.ReadFile(corpus + "/bad_loops.yaml")
 	fs, err := check.Install(live, bad, "new.yaml")
 	if err == nil || !fs.HasErrors() {
 		t.Fatal("install accepted a file with errors")
 	}
 	if got, _ := os.ReadFile(live); !bytes.Equal(got, good) {
 		t.Errorf("a refused install changed the live file")
+	}
+}
+
+// tests: entries can assert a refusal at RCPT time.
+func TestRoutingTestsReject(t *testing.T) {
+	src := `aliases:
+  old@example.com: {type: reject, text: gone}
+  me: {type: maildir, value: /m/me}
+default: {type: maildir, value: /m/catchall}
+tests:
+  - {address: old@example.com, expect: reject}
+  - {address: old@example.com, expect: "550 5.1.1 gone"}
+  - {address: me@example.com, expect: reject}
+  - {address: old@example.com, expect: me}
+`
+	set, fs := rules.Parse("r.yaml", []byte(src))
+	if set == nil || fs.HasErrors() {
+		t.Fatalf("Parse: %v", fs)
+	}
+	got := check.RunTests(set)
+	if len(got) != 2 {
+		t.Fatalf("RunTests = %v, want the two wrong expectations (tests[2], tests[3])", got)
+	}
+	if got[0].Path != "tests[2]" || got[1].Path != "tests[3]" || !strings.Contains(got[1].Msg, "refused at RCPT (550 5.1.1 gone)") {
+		t.Errorf("RunTests = %v", got)
 	}
 }

@@ -1,17 +1,18 @@
-// Package delivery runs one agent call: load the rules, route each
-// recipient, run its actions, and when anything fails, rescue the message or
-// defer it. Every run ends in exactly one Outcome, and ExitCode maps it to
-// the only two codes Postfix may see: 0 and 75 (EX_TEMPFAIL).
+// Package delivery alone decides how an agent call ends: it parses the
+// call (ParseCall), reads its input, loads the rules, routes each
+// recipient, runs its actions, and when anything fails acts on the rule
+// file's Fallback (rescue, defer or lose). Every run ends in exactly one
+// Outcome, bad flags, unreadable input and panics included, and ExitCode
+// maps it to the only two codes Postfix may see: 0 and 75 (EX_TEMPFAIL).
 //
 // DIAGNOSTICS
-// One log record per recipient (see Record), written by the caller.
+// One log line per recipient (Record), written by Log.
 package delivery
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"quietmx/internal/action"
@@ -22,18 +23,19 @@ import (
 	"quietmx/internal/rules"
 )
 
-// Outcome is how a call ended.
+// Outcome is how a call ended. The values are in order of severity.
 type Outcome int
 
 const (
 	Delivered Outcome = iota // every action of every recipient succeeded
-	Dropped                  // dropped on purpose (nothing/discard/[]) or lost under die_quietly
+	Dropped                  // dropped on purpose (nothing/discard/[], or no recipient at all)
 	Rescued                  // saved in the rescue directory after an error
+	Lost                     // failed under die_quietly with no usable rescue: exit 0, logged at ERROR
 	Deferred                 // Postfix keeps the message and retries
 )
 
 func (o Outcome) String() string {
-	return [...]string{"delivered", "dropped", "rescued", "deferred"}[o]
+	return [...]string{"delivered", "dropped", "rescued", "lost", "deferred"}[o]
 }
 
 // ExTempFail is sysexits EX_TEMPFAIL: Postfix defers and retries.
@@ -68,8 +70,18 @@ type Config struct {
 
 // ActionLog is one action and what became of it.
 type ActionLog struct {
-	Action string `json:"action"` // e.g. maildir:/var/mail/a/Maildir
-	Result string `json:"result"` // ok, failed: ..., skipped
+	Action string `json:"action"`         // e.g. maildir:/var/mail/a/Maildir
+	Result string `json:"result"`         // ok, failed: ..., skipped
+	File   string `json:"file,omitempty"` // the file it wrote (Maildir file, dump file)
+}
+
+// String is the action's part of the log line: summary=result, and the
+// file written in parentheses (maildir:/m=ok(/m/new/1.M2P3Q1R4.host)).
+func (a ActionLog) String() string {
+	if a.File != "" {
+		return a.Action + "=" + a.Result + "(" + a.File + ")"
+	}
+	return a.Action + "=" + a.Result
 }
 
 // Record is the log line for one recipient.
@@ -82,26 +94,35 @@ type Record struct {
 	Actions       []ActionLog
 	Outcome       Outcome
 	Error         string
-	Detail        string // where the rescue copy went, or why it was lost
+	RescueFile    string // the rescue copy, when Outcome is Rescued
+	Detail        string // why there was no rescue copy
 }
 
 // Result is what a run did.
 type Result struct {
 	Outcome    Outcome
-	Records    []Record
-	RulesStale string // non-empty: the last valid rules were used, and why
-	Err        error  // the reason for a defer or rescue
+	Records    []Record // at least one, also when the call failed before routing
+	RulesStale string   // non-empty: the last valid rules were used, and why
+	Err        error    // the reason for a defer, rescue or loss
 }
 
-// Run delivers req. It never panics out (a panic defers) and never returns
-// an outcome other than the four.
+// Run delivers one message: the per-message path of the agent, reusable by
+// a long-running process (it never exits and keeps no state). It never
+// panics out (a panic defers) and always returns at least one Record.
 func Run(ctx context.Context, cfg Config, req Request) (res Result) {
 	defer func() {
 		if r := recover(); r != nil {
-			res.Outcome = Deferred
-			res.Err = fmt.Errorf("panic: %v", r)
+			res = failAll(res, req, fmt.Errorf("panic: %v", r))
 		}
 	}()
+	// Postfix's pipe flag F (which existing AltPostLocal lines use) puts an
+	// mbox From_ line first; Dovecot's LDA drops it, and so do we, once,
+	// before anything sees the message.
+	req.Message = message.StripFromLine(req.Message)
+	if len(req.Recipients) == 0 {
+		// The original exits 0: there is nothing to deliver.
+		return Result{Outcome: Dropped, Records: []Record{{QueueID: req.QueueID, Sender: req.Sender, Outcome: Dropped, Error: "no recipient: nothing to deliver"}}}
+	}
 	if cfg.Deadline > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Deadline)
@@ -109,18 +130,33 @@ func Run(ctx context.Context, cfg Config, req Request) (res Result) {
 	}
 	loaded, err := rules.Load(cfg.RulesPath)
 	if err != nil {
-		res.Outcome = Deferred
-		res.Err = err
-		for _, r := range req.Recipients {
-			res.Records = append(res.Records, Record{QueueID: req.QueueID, Sender: req.Sender, OrigRecipient: r, Recipient: r, Outcome: Deferred, Error: err.Error()})
-		}
-		return res
+		return failAll(res, req, err)
 	}
 	if loaded.Stale {
 		res.RulesStale = loaded.Reason
 	}
 	r := runner{ctx: ctx, cfg: cfg, set: loaded.Set, req: req}
-	return r.run(res)
+	r.run(&res) // through a pointer: a panic keeps the records so far
+	return res
+}
+
+// failAll ends res as Deferred because of err: recipients already logged
+// keep their record, the others get one carrying err.
+func failAll(res Result, req Request, err error) Result {
+	res.Outcome, res.Err = Deferred, err
+	for i := range res.Records {
+		res.Records[i].Outcome = Deferred
+		if res.Records[i].Error == "" {
+			res.Records[i].Error = err.Error()
+		}
+	}
+	for _, r := range req.Recipients[min(len(res.Records), len(req.Recipients)):] {
+		res.Records = append(res.Records, Record{QueueID: req.QueueID, Sender: req.Sender, OrigRecipient: r, Recipient: r, Outcome: Deferred, Error: err.Error()})
+	}
+	if len(res.Records) == 0 {
+		res.Records = append(res.Records, Record{QueueID: req.QueueID, Sender: req.Sender, Outcome: Deferred, Error: err.Error()})
+	}
+	return res
 }
 
 type runner struct {
@@ -130,7 +166,7 @@ type runner struct {
 	req Request
 }
 
-func (r *runner) run(res Result) Result {
+func (r *runner) run(res *Result) {
 	res.Outcome = Dropped
 	var failure error
 	var failed int
@@ -151,7 +187,7 @@ func (r *runner) run(res Result) Result {
 		}
 	}
 	if failure == nil {
-		return res
+		return
 	}
 	res.Err = failure
 	// The rest of the recipients are not routed: the rescue copy (or the
@@ -159,13 +195,13 @@ func (r *runner) run(res Result) Result {
 	for _, rcpt := range r.req.Recipients[failed+1:] {
 		res.Records = append(res.Records, Record{QueueID: r.req.QueueID, Sender: r.req.Sender, OrigRecipient: rcpt, Recipient: rcpt, Error: "not routed: an earlier recipient of this call failed"})
 	}
-	outcome, detail := r.rescue(failure, res.Records[failed].Recipient)
+	outcome, file, detail := r.rescue(res.Records[failed].Recipient)
 	res.Outcome = outcome
 	for i := failed; i < len(res.Records); i++ {
 		res.Records[i].Outcome = outcome
+		res.Records[i].RescueFile = file
 		res.Records[i].Detail = detail
 	}
-	return res
 }
 
 // recipient routes one recipient and runs its actions.
@@ -209,10 +245,10 @@ func (r *runner) recipient(rcpt string) (Record, error) {
 // runPlanned runs one action and, when it fails, its onerror list. It
 // reports whether the message was kept somewhere (not only dropped).
 func (r *runner) runPlanned(pl route.Planned, d *action.Delivery, logs *[]ActionLog) (bool, error) {
-	_, err := action.Run(r.ctx, pl.Action, d)
+	ar, err := action.Run(r.ctx, pl.Action, d)
 	desc := pl.Action.Summary()
 	if err == nil {
-		*logs = append(*logs, ActionLog{Action: desc, Result: "ok"})
+		*logs = append(*logs, ActionLog{Action: desc, Result: "ok", File: ar.File})
 		return keeps(pl.Action), nil
 	}
 	*logs = append(*logs, ActionLog{Action: desc, Result: "failed: " + err.Error()})
@@ -234,33 +270,29 @@ func keeps(a *rules.Action) bool {
 	return a.Type != rules.TypeNothing && a.Type != rules.TypeDiscard
 }
 
-// rescue saves the message after failure and says how the call ends.
-func (r *runner) rescue(failure error, rcpt string) (Outcome, string) {
+// rescue acts on the rule file's Fallback after a failure and says how
+// the call ends, the rescue file written, or why there is none.
+func (r *runner) rescue(rcpt string) (Outcome, string, string) {
 	if r.ctx.Err() != nil {
 		// Past our own deadline Postfix would soon kill us and bounce:
 		// defer now and let it retry.
-		return Deferred, "deferred: agent deadline passed"
+		return Deferred, "", "agent deadline passed"
 	}
-	dir := r.set.Rescue
-	var err error
+	fb := FallbackFor(r.set)
+	if fb.Kind != FallbackRescue {
+		return fb.Outcome(), "", fb.Why
+	}
 	var where string
-	switch {
-	case dir == "":
-		err = errors.New("no rescue directory configured")
-	case !filepath.IsAbs(dir):
-		err = fmt.Errorf("rescue directory %q is not absolute", dir)
-	case r.set.RescueJSON:
-		where, err = dump.WriteRescue(dir, dump.Dump{Sender: r.req.Sender, Recipients: r.req.Recipients, Recipient: rcpt, Mail: r.req.Message})
-	default:
+	var err error
+	if fb.JSON {
+		where, err = dump.WriteRescue(fb.Dir, dump.Dump{Sender: r.req.Sender, Recipients: r.req.Recipients, Recipient: rcpt, Mail: r.req.Message})
+	} else {
 		// Return-Path and X-Original-To keep the envelope; not Delivered-To,
 		// which would make a re-injected rescue copy look like a loop.
-		where, err = maildir.Store(dir, "", message.RescueHeaders(r.req.Sender, rcpt, r.req.Message), r.req.Message)
+		where, err = maildir.Store(fb.Dir, "", message.RescueHeaders(r.req.Sender, rcpt, r.req.Message), r.req.Message)
 	}
-	if err == nil {
-		return Rescued, "rescued to " + where
+	if err != nil {
+		return fb.IfRescueFails, "", fmt.Sprintf("rescue failed: %v", err)
 	}
-	if r.set.DieQuietly {
-		return Dropped, fmt.Sprintf("LOST (die_quietly): rescue failed: %v", err)
-	}
-	return Deferred, fmt.Sprintf("deferred: rescue failed: %v", err)
+	return fb.Outcome(), where, ""
 }

@@ -126,10 +126,10 @@ func TestExitCodes(t *testing.T) {
 		{"empty list", "default: []", nil, delivery.Dropped},
 		{"no route, rescue", "rescue: DIR/rescue\naliases: {x: {type: discard}}", mkdir("rescue"), delivery.Rescued},
 		{"no route, no rescue", "aliases: {x: {type: discard}}", nil, delivery.Deferred},
-		{"no route, die_quietly", "die_quietly: yes\naliases: {x: {type: discard}}", nil, delivery.Dropped},
+		{"no route, die_quietly", "die_quietly: yes\naliases: {x: {type: discard}}", nil, delivery.Lost},
 		{"rescue dir missing", "rescue: DIR/missing\naliases: {x: {type: discard}}", nil, delivery.Deferred},
-		{"rescue dir missing, die_quietly", "die_quietly: true\nrescue: DIR/missing\ndefault: {type: bogus}", nil, delivery.Dropped},
-		{"unknown action type, rescue", "rescue: DIR/rescue\ndefault: {type: bogus}", mkdir("rescue"), delivery.Rescued},
+		{"rescue dir missing, die_quietly", "die_quietly: true\nrescue: DIR/missing\ndefault: {type: pipe, cmd: /bin/false}", nil, delivery.Lost},
+		{"failing pipe, die_quietly, no rescue", "die_quietly: true\ndefault: {type: pipe, cmd: /bin/false}", nil, delivery.Lost},
 		{"failing pipe, rescue", "rescue: DIR/rescue\ndefault: {type: pipe, cmd: /bin/false}", mkdir("rescue"), delivery.Rescued},
 		{"failing pipe, no rescue", "default: {type: pipe, cmd: /bin/false}", nil, delivery.Deferred},
 		{"missing command", "rescue: DIR/rescue\ndefault: {type: pipe, cmd: /no/such/cmd}", mkdir("rescue"), delivery.Rescued},
@@ -173,7 +173,7 @@ func mkdir(sub string) func(e *env) {
 }
 
 func TestExitCodeMapping(t *testing.T) {
-	for o, want := range map[delivery.Outcome]int{delivery.Delivered: 0, delivery.Dropped: 0, delivery.Rescued: 0, delivery.Deferred: 75} {
+	for o, want := range map[delivery.Outcome]int{delivery.Delivered: 0, delivery.Dropped: 0, delivery.Rescued: 0, delivery.Lost: 0, delivery.Deferred: 75} {
 		if got := delivery.ExitCode(o); got != want {
 			t.Errorf("ExitCode(%v) = %d, want %d", o, got, want)
 		}

@@ -1,8 +1,10 @@
 // Package explain answers "why did this message go there?": for an address
 // it shows every lookup route.Resolve tried, the key that matched, the
-// expanded actions with ${sender}/${recipient} filled in, and where a
-// failure of each action would go. It has no side effects and uses the same
-// router as delivery, so it cannot disagree with what delivery does.
+// expanded actions with ${sender}/${recipient} filled in (the command lines
+// from package action, which runs them), and where a failure of each action
+// would go (delivery.FallbackFor, which delivery acts on). It has no side
+// effects and uses the same router as delivery, so it cannot disagree with
+// what delivery does.
 package explain
 
 import (
@@ -13,6 +15,7 @@ import (
 	"strings"
 
 	"quietmx/internal/action"
+	"quietmx/internal/delivery"
 	"quietmx/internal/route"
 	"quietmx/internal/rules"
 )
@@ -28,6 +31,13 @@ type Report struct {
 	Error     string       `json:"error,omitempty"`
 	OnError   string       `json:"on_routing_error,omitempty"`
 	Stale     string       `json:"rules_stale,omitempty"`
+	// Refusal is the reply the policy service gives at RCPT time ("550
+	// 5.1.1 ..."), when the rules reject the address; RefusalMode says
+	// whether it is given (refuse) or only logged (log). Steps and Actions
+	// then show where delivery takes the message if it is accepted anyway.
+	Refusal     string `json:"refusal,omitempty"`
+	RefusalKey  string `json:"refusal_key,omitempty"`
+	RefusalMode string `json:"refusal_mode,omitempty"`
 }
 
 // Step is one action as it would run.
@@ -51,7 +61,10 @@ func Explain(set *rules.Set, sender string, addresses []string, sendmail, forwar
 		plan := route.Resolve(set, addr)
 		r := Report{Address: addr, Sender: sender, Recipient: plan.Rewritten, Steps: plan.Steps, Key: plan.Key}
 		d := &action.Delivery{Sender: sender, Recipient: plan.Rewritten, Sendmail: sendmail, ForwardSender: action.ForwardSender(set.ForwardSender, forwardFlag, plan.Rewritten)}
-		fallback := rescueText(set)
+		if rcpt := route.AtRCPT(set, addr); rcpt.Refusal != nil {
+			r.Refusal, r.RefusalKey, r.RefusalMode = rcpt.RejectReply(), rcpt.Refusal.Key, set.RejectMode
+		}
+		fallback := delivery.FallbackFor(set).Describe()
 		for _, pl := range plan.Actions {
 			r.Actions = append(r.Actions, step(pl, d, fallback))
 		}
@@ -64,32 +77,17 @@ func Explain(set *rules.Set, sender string, addresses []string, sendmail, forwar
 	return out
 }
 
-func rescueText(set *rules.Set) string {
-	switch {
-	case set.Rescue != "" && set.RescueJSON:
-		return "rescue as a JSON dump in " + set.Rescue
-	case set.Rescue != "":
-		return "rescue as a raw message in " + set.Rescue
-	case set.DieQuietly:
-		return "LOST: no rescue and die_quietly is set (exit 0)"
-	}
-	return "defer: no rescue, Postfix keeps the message and retries (exit 75)"
-}
-
 func step(pl route.Planned, d *action.Delivery, fallback string) Step {
 	a := pl.Action
 	s := Step{Summary: a.Summary(), Type: a.Type, Via: pl.Via, Problem: a.Problem, OnFailure: fallback}
 	switch a.Type {
 	case rules.TypePipe:
-		s.Argv = []string{a.Cmd}
-		for _, arg := range a.Args {
-			s.Argv = append(s.Argv, action.Expand(arg, d))
-		}
+		s.Argv = action.PipeCommand(a, d)
 		if a.Timeout > 0 {
 			s.Timeout = a.Timeout.String()
 		}
 	case rules.TypeForward:
-		s.Argv = append([]string{d.Sendmail, "-i", "-f", d.ForwardSender, "--"}, a.Addresses...)
+		s.Argv = action.ForwardCommand(a, d)
 	}
 	if len(pl.OnError) > 0 {
 		for _, oe := range pl.OnError {
@@ -119,10 +117,21 @@ func Text(w io.Writer, reports []Report) error {
 		if r.Stale != "" {
 			fmt.Fprintf(&b, "  WARNING: the rule file is not usable, so delivery uses the last valid snapshot: %s\n", r.Stale)
 		}
+		switch {
+		case r.Refusal != "" && r.RefusalMode == rules.RejectLog:
+			fmt.Fprintf(&b, "  would be refused at RCPT (%s) by key %q; reject_mode log accepts it and logs \"would reject\"\n", r.Refusal, r.RefusalKey)
+			b.WriteString("  accepted, so delivery passes over the reject:\n")
+		case r.Refusal != "":
+			fmt.Fprintf(&b, "  refused at RCPT (%s) by key %q: the sending server is told, nothing is accepted or queued\n", r.Refusal, r.RefusalKey)
+			b.WriteString("  if accepted anyway (policy service unreachable), delivery passes over the reject:\n")
+		}
 		b.WriteString("  lookups:\n")
 		for _, st := range r.Steps {
 			mark := "-"
-			if st.Found {
+			switch {
+			case st.Passed:
+				mark = "PASS"
+			case st.Found:
 				mark = "HIT"
 			}
 			switch st.Kind {

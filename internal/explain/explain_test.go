@@ -103,3 +103,47 @@ func diff(before, after map[string]int) []string {
 	slices.Sort(out)
 	return out
 }
+
+// A rejected address: explain says it is refused at RCPT, and where an
+// accepted copy would go (delivery passes over the reject).
+func TestExplainRefusal(t *testing.T) {
+	tests := []struct {
+		name, mode, addr string
+		want             []string
+	}{
+		{"refuse", "refuse", "old@example.com", []string{
+			`refused at RCPT (550 5.1.1 gone) by key "old@example.com": the sending server is told`,
+			`PASS "old@example.com"`, `HIT  "old"`, "matched: old"}},
+		{"log", "log", "old@example.com", []string{
+			`would be refused at RCPT (550 5.1.1 gone) by key "old@example.com"; reject_mode log accepts it`,
+			`HIT  "old"`}},
+		{"not rejected", "refuse", "me@example.com", []string{`HIT  "me"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "reject_mode: " + tt.mode + `
+aliases:
+  old@example.com: {type: reject, text: gone}
+  old: {type: maildir, value: /m/old}
+  me: {type: maildir, value: /m/me}
+`
+			set, fs := rules.Parse("r.yaml", []byte(src))
+			if set == nil || fs.HasErrors() {
+				t.Fatalf("Parse: %v", fs)
+			}
+			reports := explain.Explain(set, "", []string{tt.addr}, "/usr/sbin/sendmail", "")
+			var b strings.Builder
+			if err := explain.Text(&b, reports); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("explain %s lacks %q:\n%s", tt.addr, w, b.String())
+				}
+			}
+			if tt.name == "not rejected" && (reports[0].Refusal != "" || strings.Contains(b.String(), "RCPT")) {
+				t.Errorf("a delivered address is reported refused:\n%s", b.String())
+			}
+		})
+	}
+}

@@ -201,8 +201,3 @@ func syncDir(root *os.Root, dir string) error {
 	}
 	return nil
 }
-
-// IsNoSpace reports whether err is a full disk or exhausted quota.
-func IsNoSpace(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
-}

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"quietmx/internal/maildir"
@@ -475,45 +474,6 @@ func equalSets(a, b []string) bool {
 		}
 	}
 	return true
-}
-
-func TestIsNoSpace(t *testing.T) {
-	// A real ENOSPC from the kernel, as a full disk gives it.
-	var devFullErr error
-	if f, err := os.OpenFile("/dev/full", os.O_WRONLY, 0); err == nil {
-		_, devFullErr = f.Write([]byte("x"))
-		f.Close()
-	}
-	tests := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"bare ENOSPC", syscall.ENOSPC, true},
-		{"bare EDQUOT", syscall.EDQUOT, true},
-		{"PathError ENOSPC", &fs.PathError{Op: "write", Path: "/x/tmp/1", Err: syscall.ENOSPC}, true},
-		{"wrapped twice", fmt.Errorf("maildir /x: %w", fmt.Errorf("sync new: %w", &fs.PathError{Op: "sync", Path: "new", Err: syscall.ENOSPC})), true},
-		{"LinkError EDQUOT", fmt.Errorf("store: %w", &os.LinkError{Op: "link", Old: "a", New: "b", Err: syscall.EDQUOT}), true},
-		{"joined", errors.Join(errors.New("other"), syscall.ENOSPC), true},
-		{"EIO", &fs.PathError{Op: "write", Path: "x", Err: syscall.EIO}, false},
-		{"EACCES", fmt.Errorf("w: %w", syscall.EACCES), false},
-		{"text only", errors.New("no space left on device"), false},
-		{"nil", nil, false},
-	}
-	if devFullErr != nil {
-		tests = append(tests, struct {
-			name string
-			err  error
-			want bool
-		}{"real write to /dev/full", fmt.Errorf("maildir: %w", devFullErr), true})
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := maildir.IsNoSpace(tt.err); got != tt.want {
-				t.Errorf("IsNoSpace(%v) = %v, want %v", tt.err, got, tt.want)
-			}
-		})
-	}
 }
 
 func TestDeliverLarge(t *testing.T) {

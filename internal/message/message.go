@@ -1,12 +1,27 @@
-// Package message reads and prepares the bytes of a message: the trace
-// headers the agent prepends and the Delivered-To loop check. The body is
-// never changed: CR, 8-bit and NUL bytes pass through untouched.
+// Package message reads and prepares the bytes of a message: the mbox
+// From_ line it drops, the trace headers the agent prepends and the
+// Delivered-To loop check. The rest is never changed: CR, 8-bit and NUL
+// bytes pass through untouched.
 package message
 
 import (
 	"bytes"
 	"strings"
 )
+
+// StripFromLine drops a leading mbox "From " line (the envelope line
+// Postfix's pipe flag F adds), as Dovecot's LDA does on input: only the
+// first line, only when it starts exactly with "From " (a "From:" header is
+// not one). It reslices msg; it never copies.
+func StripFromLine(msg []byte) []byte {
+	if !bytes.HasPrefix(msg, []byte("From ")) {
+		return msg
+	}
+	if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+		return msg[i+1:]
+	}
+	return msg[len(msg):]
+}
 
 // TraceHeaders returns the Return-Path and Delivered-To lines to prepend to
 // msg, using the message's own line ending (CRLF if its first line has one).

@@ -167,3 +167,52 @@ func FuzzPrependHeaders(f *testing.F) {
 		}
 	})
 }
+
+func TestStripFromLine(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"pipe flag F", "From sender@example.org  Mon Nov 30 05:43:26 2026\nSubject: s\n\nbody\n", "Subject: s\n\nbody\n"},
+		{"CRLF", "From a@b Mon Nov 30 05:43:26 2026\r\nSubject: s\r\n\r\n", "Subject: s\r\n\r\n"},
+		{"null sender", "From MAILER-DAEMON Mon Nov 30 05:43:26 2026\nS: s\n", "S: s\n"},
+		{"only the first line", "From a@b x\nFrom b@c y\nS: s\n", "From b@c y\nS: s\n"},
+		{"From: header is kept", "From: a@b\nS: s\n", "From: a@b\nS: s\n"},
+		{"case matters", "from a@b x\nS: s\n", "from a@b x\nS: s\n"},
+		{"not first", "S: s\nFrom a@b x\n", "S: s\nFrom a@b x\n"},
+		{">From (quoted) is kept", ">From a@b x\nS: s\n", ">From a@b x\nS: s\n"},
+		{"From line and nothing else", "From a@b x", ""},
+		{"From line, newline, nothing else", "From a@b x\n", ""},
+		{"empty", "", ""},
+		{"8-bit after it", "From a@b x\n\x00\xff\r\n", "\x00\xff\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := message.StripFromLine([]byte(tt.in)); string(got) != tt.want {
+				t.Errorf("StripFromLine(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzStripFromLine: the result is always a suffix of the input, shorter
+// only when the input starts with "From ", and by exactly its first line.
+func FuzzStripFromLine(f *testing.F) {
+	f.Add([]byte("From a@b x\nS: s\n"))
+	f.Add([]byte("From: a\n"))
+	f.Add([]byte("From "))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		got := message.StripFromLine(msg)
+		if !bytes.HasSuffix(msg, got) {
+			t.Fatalf("%q is not a suffix of %q", got, msg)
+		}
+		if !bytes.HasPrefix(msg, []byte("From ")) {
+			if len(got) != len(msg) {
+				t.Fatalf("changed a message without a From line: %q -> %q", msg, got)
+			}
+			return
+		}
+		cut := msg[:len(msg)-len(got)]
+		if bytes.IndexByte(cut, '\n') != len(cut)-1 && bytes.IndexByte(msg, '\n') >= 0 {
+			t.Fatalf("cut %q is not exactly the first line of %q", cut, msg)
+		}
+	})
+}

@@ -243,11 +243,15 @@ func TestOnlyDefault(t *testing.T) {
 func FuzzResolve(f *testing.F) {
 	set := mustParse(f, precedence)
 	weird := mustParse(f, `extension: "(?:uk|\\+|-+|x*y)"`+"\ndefault: []\n")
+	refusing := mustParse(f, rejecting)
 	for _, s := range []string{"foo+bar+baz@example.com", "+", "@", "a@b@c", "++++@x", "haruka@example.com", "\xff@\xfe", "x-y-z---@d"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, rcpt string) {
-		for _, s := range []*rules.Set{set, weird} {
+		for _, s := range []*rules.Set{set, weird, refusing} {
+			if at := route.AtRCPT(s, rcpt); at.Refusal != nil && (at.Err != nil || at.RejectReply() == "") {
+				t.Fatalf("AtRCPT(%q): refusal %+v with err %v", rcpt, at.Refusal, at.Err)
+			}
 			p := route.Resolve(s, rcpt)
 			if p.Err == nil && p.Key == "" {
 				t.Fatalf("Resolve(%q): no key and no error", rcpt)

@@ -11,6 +11,7 @@ import (
 	"quietmx/internal/atomicfile"
 	"slices"
 	"sort"
+	"sync"
 )
 
 // The compiled form, like a Postfix map built by postmap: a small header
@@ -31,6 +32,7 @@ type compiledHeader struct {
 	RescueJSON    bool      `json:"rescue_json,omitempty"`
 	DieQuietly    bool      `json:"die_quietly,omitempty"`
 	ForwardSender string    `json:"forward_sender,omitempty"`
+	RejectMode    string    `json:"reject_mode,omitempty"`
 	Tests         []Test    `json:"tests,omitempty"`
 }
 
@@ -57,7 +59,7 @@ func Compile(path string, data []byte) error {
 
 func encodeCompiled(set *Set, sum [32]byte) ([]byte, error) {
 	h := compiledHeader{Default: set.Default, Rescue: set.Rescue, RescueJSON: set.RescueJSON,
-		DieQuietly: set.DieQuietly, ForwardSender: set.ForwardSender, Tests: set.Tests}
+		DieQuietly: set.DieQuietly, ForwardSender: set.ForwardSender, RejectMode: set.RejectMode, Tests: set.Tests}
 	if set.Extension != nil {
 		h.Extension = set.Extension.Source
 	}
@@ -98,11 +100,14 @@ func encodeCompiled(set *Set, sum [32]byte) ([]byte, error) {
 
 var errCompiled = errors.New("compiled form is truncated or corrupt")
 
-// compiledIndex serves alias lookups from a compiled file's bytes.
+// compiledIndex serves alias lookups from a compiled file's bytes. A
+// resident daemon routes from many goroutines at once, so the cache of
+// decoded entries has a lock.
 type compiledIndex struct {
 	keys    []string
 	offsets [][2]uint32
 	blob    []byte
+	mu      sync.Mutex
 	decoded map[string]*Entry
 }
 
@@ -111,6 +116,8 @@ func (ix *compiledIndex) lookup(key string) *Entry {
 	if i >= len(ix.keys) || ix.keys[i] != key {
 		return nil
 	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
 	if e, ok := ix.decoded[key]; ok {
 		return e
 	}
@@ -179,7 +186,15 @@ func readCompiled(path string, sum [32]byte) (*Set, error) {
 		}
 	}
 	set := &Set{Default: h.Default, Rescue: h.Rescue, RescueJSON: h.RescueJSON, DieQuietly: h.DieQuietly,
-		ForwardSender: h.ForwardSender, Tests: h.Tests, index: ix}
+		ForwardSender: h.ForwardSender, RejectMode: h.RejectMode, Tests: h.Tests, index: ix}
+	if !slices.Contains(rejectModes, set.RejectMode) {
+		// Absent: a form compiled before reject_mode existed, so refuse.
+		// Anything else is not ours.
+		if set.RejectMode != "" {
+			return nil, errCompiled
+		}
+		set.RejectMode = RejectRefuse
+	}
 	if h.Extension != "" {
 		if set.Extension, err = CompilePattern(h.Extension); err != nil {
 			return nil, err

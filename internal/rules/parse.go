@@ -45,7 +45,10 @@ var isNull = yamlconf.IsNull
 
 // topKeys are the rule file's keys. Other keys (anchors:, x-...) are
 // ignored, as in the original, unless they are a typo of one of these.
-var topKeys = []string{"extension", "extensions", "rematch", "aliases", "default", "rescue", "rescue_json", "die_quietly", "forward_sender", "tests"}
+var topKeys = []string{"extension", "extensions", "rematch", "aliases", "default", "rescue", "rescue_json", "die_quietly", "forward_sender", "reject_mode", "tests"}
+
+// rejectModes are reject_mode's values, the default first.
+var rejectModes = []string{RejectRefuse, RejectLog}
 
 // stringKey returns the key as Ruby would see a String key. Plain scalars
 // that YAML 1.1 reads as numbers, booleans, null or timestamps are not
@@ -83,7 +86,7 @@ func (p *parser) boolean(n *yaml.Node, where string) bool {
 }
 
 func (p *parser) parse(data []byte) *Set {
-	set := &Set{File: p.File, Aliases: map[string]*Entry{}}
+	set := &Set{File: p.File, Aliases: map[string]*Entry{}, RejectMode: RejectRefuse}
 	root, ok := p.Decode(data)
 	if !ok {
 		p.fatal = true
@@ -148,6 +151,8 @@ func (p *parser) parse(data []byte) *Set {
 				continue
 			}
 			set.ForwardSender = s
+		case "reject_mode":
+			p.parseRejectMode(set, v)
 		case "tests":
 			p.parseTests(set, v)
 		default:
@@ -169,6 +174,26 @@ func (p *parser) parse(data []byte) *Set {
 		p.parseExtension(set, p.Resolve(extNode))
 	}
 	return set
+}
+
+// parseRejectMode reads reject_mode: refuse (the default) or log. Any other
+// value is an error: guessing could refuse mail the owner meant to trial.
+func (p *parser) parseRejectMode(set *Set, v *yaml.Node) {
+	if isNull(v) {
+		return
+	}
+	s, ok := scalarString(v)
+	if ok && slices.Contains(rejectModes, s) {
+		set.RejectMode = s
+		return
+	}
+	hint := ""
+	if ok {
+		if h := yamlconf.Suggest(s, rejectModes); h != "" {
+			hint = fmt.Sprintf(" (did you mean %s?)", h)
+		}
+	}
+	p.Errorf(v, "reject_mode", "want refuse or log, got %s%s", yamlconf.Describe(v), hint)
 }
 
 func (p *parser) parseExtension(set *Set, v *yaml.Node) {
@@ -265,6 +290,13 @@ func (p *parser) parseEntry(key, where string, v *yaml.Node) *Entry {
 		for i, item := range v.Content {
 			e.Actions = append(e.Actions, p.parseAction(fmt.Sprintf("%s[%d]", where, i), item, 0))
 		}
+		if len(e.Actions) > 1 {
+			for i, a := range e.Actions {
+				if a.Type == TypeReject {
+					p.Errorf(v.Content[i], fmt.Sprintf("%s[%d]", where, i), "reject must be the only action of its entry: the address is refused at RCPT time, before any action could run")
+				}
+			}
+		}
 	case yaml.MappingNode:
 		e.Actions = append(e.Actions, p.parseAction(where, v, 0))
 	default:
@@ -283,6 +315,7 @@ var actionKeys = map[string][]string{
 	TypeNothing: {},
 	TypeDiscard: {},
 	TypeAlias:   {"value"},
+	TypeReject:  {"text"},
 }
 
 var keyHints = map[string]string{"arg": "args", "argv": "args", "command": "cmd", "on_error": "onerror", "onerr": "onerror", "values": "value", "dir": "value", "path": "value", "to": "value"}
@@ -383,6 +416,17 @@ func (p *parser) parseAction(where string, n *yaml.Node, depth int) *Action {
 		}
 	case TypeAlias:
 		a.Value, _ = str("value", true)
+	case TypeReject:
+		s, v := str("text", false)
+		if v != nil {
+			if msg := checkRejectText(s); msg != "" {
+				problem(v, where+".text", "%s", msg)
+			}
+		}
+		a.Text = s
+		if kv, ok := fields["onerror"]; ok {
+			problem(kv.Key, where+".onerror", "a reject takes no onerror: it runs no action, the address is refused at RCPT time")
+		}
 	case TypeForward:
 		kv, ok := fields["value"]
 		v := (*yaml.Node)(nil)
@@ -451,10 +495,35 @@ func (p *parser) parseAction(where string, n *yaml.Node, depth int) *Action {
 		v := p.Resolve(kv.Val)
 		if !isNull(v) {
 			a.OnError = p.parseAction(where+".onerror", kv.Val, depth+1)
+			if a.OnError.Type == TypeReject {
+				// Kept out of OnError's Problem: the action may be an
+				// anchor used well elsewhere.
+				p.Errorf(v, where+".onerror", "reject cannot be an onerror: the address is refused at RCPT time, before any action runs, or not at all")
+			}
 		}
 	}
 	p.actions[n] = a
 	return a
+}
+
+// maxRejectText keeps a refusal within one SMTP reply line (RFC 5321
+// 4.5.3.1.5: 512 octets) after Postfix's "550 5.1.1 <address>: Recipient
+// address rejected: ".
+const maxRejectText = 200
+
+// checkRejectText returns why s cannot be a reject's reply text, or "".
+// The text goes into the policy protocol and an SMTP reply line, so it
+// must be one line of printable ASCII.
+func checkRejectText(s string) string {
+	if len(s) > maxRejectText {
+		return fmt.Sprintf("text is %d characters long; at most %d fit in one SMTP reply line", len(s), maxRejectText)
+	}
+	for _, r := range s {
+		if r < 0x20 || r > 0x7e {
+			return fmt.Sprintf("text must be printable ASCII on one line (an SMTP reply), found %q", r)
+		}
+	}
+	return ""
 }
 
 var testKeys = []string{"address", "expect", "sender"}

@@ -37,7 +37,25 @@ const (
 	TypeNothing = "nothing"
 	TypeDiscard = "discard"
 	TypeAlias   = "alias"
+	// TypeReject is our addition: the address is refused at RCPT time
+	// (550 5.1.1) by the policy service, before any action could run.
+	TypeReject = "reject"
 )
+
+// Reject modes (top-level reject_mode).
+const (
+	RejectRefuse = "refuse" // the policy service answers 550 5.1.1 (the default)
+	RejectLog    = "log"    // trial: it logs "would reject" and accepts
+)
+
+// RejectCode starts every refusal: 550 with the enhanced status "bad
+// destination mailbox address" (RFC 3463), as Postfix says for an unknown
+// user.
+const RejectCode = "550 5.1.1"
+
+// DefaultRejectText is a reject action's text when it has none. Postfix
+// puts it after "<address>: Recipient address rejected: ".
+const DefaultRejectText = "User unknown"
 
 // MaxAliasHops caps how many alias actions one recipient may follow.
 const MaxAliasHops = 20
@@ -53,6 +71,7 @@ type Set struct {
 	RescueJSON    bool
 	DieQuietly    bool
 	ForwardSender string // envelope sender for forward actions; "" = agent default
+	RejectMode    string // RejectRefuse or RejectLog; never "" after Parse
 	Tests         []Test
 
 	// index serves Alias for a Set loaded from its compiled form, whose
@@ -97,7 +116,30 @@ type Action struct {
 	// field...). Running it fails with this message, which sends the
 	// message to onerror or rescue instead of losing it.
 	Problem string `json:"problem,omitempty"`
+	Text    string `json:"text,omitempty"` // reject: the reply text after "550 5.1.1"
 	Pos     Pos    `json:"pos"`
+}
+
+// Rejection returns the entry's reject action when the entry is one valid
+// reject and nothing else (the only place parsing allows one), or nil.
+func (e *Entry) Rejection() *Action {
+	if e == nil || len(e.Actions) != 1 {
+		return nil
+	}
+	if a := e.Actions[0]; a.Type == TypeReject && a.Problem == "" {
+		return a
+	}
+	return nil
+}
+
+// RejectReply is the SMTP reply a reject action gives at RCPT time:
+// "550 5.1.1 " and its text (DefaultRejectText when it has none).
+func (a *Action) RejectReply() string {
+	text := a.Text
+	if text == "" {
+		text = DefaultRejectText
+	}
+	return RejectCode + " " + text
 }
 
 // Test is one routing expectation from the top-level tests: list.
@@ -123,6 +165,8 @@ func (a *Action) Summary() string {
 		return "pipe:" + a.Cmd
 	case a.Type == TypeForward:
 		return "forward:" + strings.Join(a.Addresses, ",")
+	case a.Type == TypeReject:
+		return "reject (" + a.RejectReply() + ")"
 	}
 	return a.Type
 }

@@ -39,6 +39,7 @@ type envVars struct {
 	Relayhost            *string `env:"RELAYHOST"`
 	RelayUsername        *string `env:"RELAY_USERNAME"`
 	RelayPasswordFile    *string `env:"RELAY_PASSWORD_FILE"`
+	Delivery             *string `env:"DELIVERY"`
 }
 
 // OtherEnv lists QUIETMX_ variables read by other parts of the appliance
@@ -125,6 +126,7 @@ func (l *loader) applyEnv() {
 		}
 	}
 	integer(e.RecipientsPerMessage, "limits.recipients_per_message", "RECIPIENTS_PER_MESSAGE", &l.s.Limits.RecipientsPerMessage)
+	str(e.Delivery, "delivery", "DELIVERY", &l.s.Delivery)
 	integer(e.VmailUID, "vmail.uid", "VMAIL_UID", &l.s.Vmail.UID)
 	integer(e.VmailGID, "vmail.gid", "VMAIL_GID", &l.s.Vmail.GID)
 

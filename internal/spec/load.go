@@ -203,6 +203,8 @@ func (l *loader) parseYAML() {
 			l.parseVmail(v)
 		case "outbound":
 			l.parseOutbound(v)
+		case "delivery":
+			l.str(v, name, &l.s.Delivery)
 		default:
 			if strings.HasPrefix(name, "x-") {
 				continue // extension keys hold YAML anchors, as in compose files
@@ -213,7 +215,7 @@ func (l *loader) parseYAML() {
 }
 
 var (
-	topKeys      = []string{"hostname", "domains", "ipv6", "tls", "mailboxes", "rules", "rules_file", "limits", "vmail", "outbound"}
+	topKeys      = []string{"hostname", "domains", "ipv6", "tls", "mailboxes", "rules", "rules_file", "limits", "vmail", "outbound", "delivery"}
 	tlsKeys      = []string{"mode", "email", "staging", "server", "cert", "key"}
 	mailboxKeys  = []string{"login", "password_hash", "password_file", "maildir"}
 	limitsKeys   = []string{"message_size", "recipients_per_message"}

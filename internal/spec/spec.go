@@ -80,6 +80,7 @@ type Spec struct {
 	Limits    Limits
 	Vmail     Vmail
 	Outbound  *Outbound // nil: forwards go direct
+	Delivery  string    // DeliveryLMTP or DeliveryPipe
 	Warnings  []string  // one line each, as problems are formatted
 }
 

@@ -59,7 +59,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown key, near miss", head + "hostnme: x\n", nil,
 			`quietmx.yaml:7:1: hostnme: unknown key "hostnme" (did you mean hostname?)`},
 		{"unknown key", head + "colour: red\n", nil,
-			`quietmx.yaml:7:1: colour: unknown key "colour" (want hostname, domains, ipv6, tls, mailboxes, rules, rules_file, limits, vmail, outbound)`},
+			`quietmx.yaml:7:1: colour: unknown key "colour" (want hostname, domains, ipv6, tls, mailboxes, rules, rules_file, limits, vmail, outbound, delivery)`},
 		{"unknown nested key", head + "tls:\n  moed: certbot\n", nil,
 			`quietmx.yaml:8:3: tls.moed: unknown key "moed" (did you mean mode?)`},
 		{"unknown mailbox key", head + "    mailldir: /var/mail/x\n", nil,
@@ -72,6 +72,14 @@ func TestBadInput(t *testing.T) {
 			`quietmx.yaml:7:6: tls: want a mapping with keys mode, email, staging, server, cert, key, got "certbot"`},
 		{"wrong type, bool", head + "ipv6: maybe\n", nil,
 			`quietmx.yaml:7:7: ipv6: want true or false (also yes/no, on/off, unquoted), got "maybe"`},
+		{"unknown delivery", head + "delivery: lmpt\n", nil,
+			`quietmx.yaml:7:11: delivery: unknown delivery "lmpt" (want lmtp or pipe) (did you mean lmtp?)`},
+		{"unknown delivery, far", head + "delivery: exec\n", nil,
+			`quietmx.yaml:7:11: delivery: unknown delivery "exec" (want lmtp or pipe)`},
+		{"delivery, wrong type", head + "delivery: [pipe]\n", nil,
+			`quietmx.yaml:7:11: delivery: want a string, got a list`},
+		{"unknown delivery from the environment", head, map[string]string{"QUIETMX_DELIVERY": "Pipe"},
+			`QUIETMX_DELIVERY: unknown delivery "Pipe" (want lmtp or pipe) (did you mean pipe?)`},
 		{"quoted bool", head + "ipv6: \"false\"\n", nil,
 			`quietmx.yaml:7:7: ipv6: want true or false (also yes/no, on/off, unquoted), got "false" (a quoted string)`},
 		{"number as bool", head + "tls:\n  mode: certbot\n  email: a@example.com\n  staging: 0\n", nil,
@@ -437,8 +445,40 @@ func TestDefaults(t *testing.T) {
 	if s.TLS != want.TLS || s.Limits != want.Limits || s.Vmail != want.Vmail || s.IPv6 || s.Outbound != nil {
 		t.Errorf("defaults: TLS %+v, Limits %+v, Vmail %+v, IPv6 %v, Outbound %v", s.TLS, s.Limits, s.Vmail, s.IPv6, s.Outbound)
 	}
+	if s.Delivery != DeliveryLMTP {
+		t.Errorf("Delivery = %q, want lmtp", s.Delivery)
+	}
 	if len(s.Warnings) != 0 {
 		t.Errorf("Warnings = %q", s.Warnings)
+	}
+}
+
+// TestDelivery: the spec chooses lmtp or pipe, and QUIETMX_DELIVERY wins.
+func TestDelivery(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		env  map[string]string
+		want string
+	}{
+		{head, nil, DeliveryLMTP},
+		{head + "delivery: pipe\n", nil, DeliveryPipe},
+		{head + "delivery: lmtp\n", nil, DeliveryLMTP},
+		{head + "delivery:\n", nil, DeliveryLMTP},
+		{head + "delivery: pipe\n", map[string]string{"QUIETMX_DELIVERY": "lmtp"}, DeliveryLMTP},
+		{head, map[string]string{"QUIETMX_DELIVERY": "pipe"}, DeliveryPipe},
+		{head + "delivery: pipe\n", map[string]string{"QUIETMX_DELIVERY": ""}, DeliveryPipe},
+	} {
+		env := map[string]string{}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		s, err := Load("quietmx.yaml", []byte(tc.yaml), env)
+		if err != nil {
+			t.Fatalf("%q %v: %v", tc.yaml[len(head):], tc.env, err)
+		}
+		if s.Delivery != tc.want {
+			t.Errorf("%q %v: Delivery = %q, want %q", tc.yaml[len(head):], tc.env, s.Delivery, tc.want)
+		}
 	}
 }
 

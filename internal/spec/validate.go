@@ -23,6 +23,7 @@ func (l *loader) validate() {
 	l.validateVmail()
 	l.validateMailboxes()
 	l.validateOutbound()
+	l.validateDelivery()
 	l.loadRules()
 }
 

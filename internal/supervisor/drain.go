@@ -10,11 +10,11 @@ import (
 	"quietmx/internal/health"
 )
 
-// DrainTransports are the delivery transports a drain stops: the agent's,
-// and the SMTP client's that forwards leave through. Each may be killed
+// DrainTransports are the delivery transports a drain stops: the agent's
+// (pipe, or LMTP), and the SMTP client's that forwards leave through. Each may be killed
 // halfway by `postfix stop`, after the agent linked the Maildir file but
 // before Postfix recorded it: Postfix then delivers the message again.
-var DrainTransports = []string{"altpostlocal", "smtp", "relay"}
+var DrainTransports = []string{"altpostlocal", "lmtp", "smtp", "relay"}
 
 // DrainReport says how a drain went.
 type DrainReport struct {

@@ -47,7 +47,6 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"net/smtp"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -64,6 +63,10 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-smtp"
+
+	"quietmx/e2e/harness"
+	"quietmx/e2e/oracle"
 )
 
 const (
@@ -365,8 +368,10 @@ func (b *bench) once(v string, rep int) (result, error) {
 	for _, c := range capAdd {
 		args = append(args, "--cap-add", c)
 	}
+	if v == "b" { // QUIETMX_SPEC must name a file that exists
+		args = append(args, "-e", "QUIETMX_SPEC=/etc/quietmx/appliance/quietmx.yaml")
+	}
 	args = append(args, "--hostname", hostname,
-		"-e", "QUIETMX_SPEC=/etc/quietmx/appliance/quietmx.yaml",
 		"-e", "QUIETMX_HOSTNAME="+hostname,
 		"-e", "QUIETMX_DOMAINS="+domain,
 		"-e", "QUIETMX_MAILBOX="+mailbox,
@@ -464,11 +469,8 @@ func (b *bench) once(v string, rep int) (result, error) {
 	}
 	clients := make([]*smtp.Client, cfg.sessions)
 	for i := range clients {
-		c, err := smtp.Dial(smtpAddr)
+		c, err := harness.Dial(smtpAddr, helo)
 		if err != nil {
-			return r, err
-		}
-		if err := c.Hello("client.bench.example"); err != nil {
 			return r, err
 		}
 		clients[i] = c
@@ -544,6 +546,11 @@ func (b *bench) once(v string, rep int) (result, error) {
 	if st.deferred > 0 || st.bounced > 0 {
 		problems = append(problems, fmt.Sprintf("%d deferred, %d bounced", st.deferred, st.bounced))
 	}
+	// The e2e suite's never-bounce oracle too: it also sees what the
+	// counts above do not (SOFTBOUNCE, expired, notices, the null sender).
+	if vs := oracle.Check(logs, nil, oracle.Expect{}); len(vs) > 0 {
+		problems = append(problems, fmt.Sprintf("%d oracle violations, the first: %s", len(vs), vs[0]))
+	}
 	if v == "a" || v == "b" {
 		if st.agentNotDelivered > 0 {
 			problems = append(problems, fmt.Sprintf("%d agent lines not outcome=delivered", st.agentNotDelivered))
@@ -590,21 +597,22 @@ func dockerLogs(name string) (string, error) {
 
 // waitReady waits for the supervisor's ready line.
 func waitReady(name string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		logs, _ := dockerLogs(name)
+	var logs, running string
+	err := harness.Until(within, 200*time.Millisecond, func() (bool, error) {
+		logs, _ = dockerLogs(name)
 		if strings.Contains(logs, "quietmx: ready") {
-			return nil
+			return true, nil
 		}
-		running, _ := docker("inspect", "-f", "{{.State.Running}}", name)
-		if strings.TrimSpace(running) == "false" || time.Now().After(deadline) {
-			if len(logs) > 4000 {
-				logs = logs[len(logs)-4000:]
-			}
-			return fmt.Errorf("%s not ready (running=%s); log tail:\n%s", name, strings.TrimSpace(running), logs)
-		}
-		time.Sleep(200 * time.Millisecond)
+		running, _ = docker("inspect", "-f", "{{.State.Running}}", name)
+		return false, nil
+	})
+	if err == nil {
+		return nil
 	}
+	if len(logs) > 4000 {
+		logs = logs[len(logs)-4000:]
+	}
+	return fmt.Errorf("%s not ready (running=%s): %w; log tail:\n%s", name, strings.TrimSpace(running), err, logs)
 }
 
 func port(name, p string) (string, error) {
@@ -647,17 +655,14 @@ func reconfigure(name string, steps [][]string) error {
 			return err
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	err := harness.Until(30*time.Second, 100*time.Millisecond, func() (bool, error) {
 		logs, _ := dockerLogs(name)
-		if strings.Contains(logs, "reload -- version") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return errors.New("postfix reload not logged within 30s")
-		}
-		time.Sleep(100 * time.Millisecond)
+		return strings.Contains(logs, "reload -- version"), nil
+	})
+	if err != nil {
+		return fmt.Errorf("postfix reload not logged: %w", err)
 	}
+	return nil
 }
 
 // cpuNanos is the container's CPU time so far, in nanoseconds: cgroup v1
@@ -698,65 +703,50 @@ func message(rep, i int, tag string, size int) []byte {
 	return b.Bytes()
 }
 
+// helo is the name the benchmark's SMTP sessions give in EHLO.
+const helo = "client.bench.example"
+
+// sendOne sends one message in a session of its own (harness.Send, the
+// sender the e2e suite uses too).
 func sendOne(addr, rcpt string, msg []byte) error {
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.Hello("client.bench.example"); err != nil {
-		return err
-	}
-	if err := sendOn(c, rcpt, msg); err != nil {
-		return err
-	}
-	return c.Quit()
+	_, err := harness.Send(addr, helo, sender, []string{rcpt}, msg)
+	return err
 }
 
+// sendOn sends one message on an open session.
 func sendOn(c *smtp.Client, rcpt string, msg []byte) error {
-	if err := c.Mail(sender); err != nil {
-		return err
-	}
-	if err := c.Rcpt(rcpt); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(msg); err != nil {
-		return err
-	}
-	return w.Close()
+	_, err := harness.SendOn(c, sender, []string{rcpt}, msg)
+	return err
 }
 
-// waitCount polls STATUS INBOX until it shows at least want messages and
-// returns the count and when it was seen.
-// It gives up early when abort is closed.
+// waitCount polls STATUS INBOX every interval until it shows at least
+// want messages and returns the count and when it was seen. It gives up
+// early when abort is closed.
 func waitCount(c *imapclient.Client, want int, within, every time.Duration, abort <-chan struct{}) (int, time.Time, error) {
-	deadline := time.Now().Add(within)
-	for {
+	got, seen := 0, time.Time{}
+	err := harness.Until(within, every, func() (bool, error) {
 		st, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait()
 		if err != nil {
-			return 0, time.Time{}, fmt.Errorf("imap status: %w", err)
+			return false, fmt.Errorf("imap status: %w", err)
 		}
-		now := time.Now()
-		got := 0
+		seen = time.Now()
 		if st.NumMessages != nil {
 			got = int(*st.NumMessages)
 		}
 		if got >= want {
-			return got, now, nil
-		}
-		if now.After(deadline) {
-			return got, now, fmt.Errorf("INBOX has %d messages after %v, want %d", got, within, want)
+			return true, nil
 		}
 		select {
 		case <-abort:
-			return got, now, errors.New("sending failed")
-		case <-time.After(every):
+			return false, errors.New("sending failed")
+		default:
+			return false, nil
 		}
+	})
+	if errors.Is(err, harness.ErrTimeout) {
+		err = fmt.Errorf("INBOX has %d messages after %v, want %d", got, within, want)
 	}
+	return got, seen, err
 }
 
 // bigRulesSpec is variant b's spec: the environment gives hostname,
