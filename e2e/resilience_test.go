@@ -267,6 +267,23 @@ func (s *stream) tally(t *testing.T, a *Appliance, label string) (lost, dups, cl
 	return lost, dups, clientDups
 }
 
+// stopStart is docker stop (SIGTERM, then SIGKILL after timeout) and
+// docker start of the same container, until it is ready again.
+func stopStart(t *testing.T, a *Appliance, timeout time.Duration) {
+	ready := a.CountLog("quietmx: ready")
+	if err := a.C.Stop(context.Background(), &timeout); err != nil {
+		t.Errorf("docker stop: %v", err)
+		return
+	}
+	if err := a.C.Start(context.Background()); err != nil {
+		t.Errorf("docker start: %v", err)
+		return
+	}
+	if err := a.awaitReady(ready+1, 90*time.Second); err != nil {
+		t.Errorf("start: %v", err)
+	}
+}
+
 // drainDeferrals: what a drain defers on purpose (the messages not yet
 // handed to the agent, kept for the next start).
 var drainDeferrals = oracle.Expect{Deferrals: []string{"deferred transport"}}
@@ -294,20 +311,7 @@ func TestResilienceDrain(t *testing.T) {
 
 	t.Run("stop and start", func(t *testing.T) {
 		a := target()
-		s := runStream(t, target, "stop", n, n/3, func() {
-			ready := a.CountLog("quietmx: ready")
-			if err := a.C.Stop(context.Background(), &stopTimeout); err != nil {
-				t.Errorf("docker stop: %v", err)
-				return
-			}
-			if err := a.C.Start(context.Background()); err != nil {
-				t.Errorf("docker start: %v", err)
-				return
-			}
-			if err := a.awaitReady(ready+1, 90*time.Second); err != nil {
-				t.Errorf("start: %v", err)
-			}
-		})
+		s := runStream(t, target, "stop", n, n/3, func() { stopStart(t, a, stopTimeout) })
 		lost, dups, clientDups := s.tally(t, a, "stop/start")
 		drained := drainLine.FindAllString(a.Logs(), -1)
 		t.Logf("RESULT: stop/start mid-stream: %d sent, %d lost, %d duplicated (+%d the client's own retries after a lost reply, %d retries); %v",
@@ -354,20 +358,7 @@ func TestResilienceDrain(t *testing.T) {
 		_ = old.C.Terminate(context.Background())
 		a := recreate(t, opts, old.SpecDir, map[string]string{"QUIETMX_STOP_GRACE": "1s"})
 		cur.Store(a)
-		s := runStream(t, target, "short", n, n/3, func() {
-			ready := a.CountLog("quietmx: ready")
-			if err := a.C.Stop(context.Background(), &stopTimeout); err != nil {
-				t.Errorf("docker stop: %v", err)
-				return
-			}
-			if err := a.C.Start(context.Background()); err != nil {
-				t.Errorf("docker start: %v", err)
-				return
-			}
-			if err := a.awaitReady(ready+1, 90*time.Second); err != nil {
-				t.Errorf("start: %v", err)
-			}
-		})
+		s := runStream(t, target, "short", n, n/3, func() { stopStart(t, a, stopTimeout) })
 		lost, dups, clientDups := s.tally(t, a, "short grace")
 		t.Logf("RESULT: stop/start mid-stream with a 1s grace: %d sent, %d lost, %d duplicated (+%d the client's own retries, %d retries); %v",
 			n, lost, dups, clientDups, s.retries, drainLine.FindAllString(a.Logs(), -1))

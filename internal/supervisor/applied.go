@@ -131,12 +131,7 @@ func (s *Supervisor) installApplied(tree string) error {
 			return err
 		}
 	}
-	if err := render.Swap(fresh, s.live); err != nil {
-		os.RemoveAll(fresh)
-		return err
-	}
-	s.prune(fresh)
-	return nil
+	return s.makeLive(fresh)
 }
 
 // startDegraded is Run's answer to an invalid spec at start: the last

@@ -17,13 +17,7 @@ import (
 // with nothing ever applied, nothing starts.
 func TestStartOnLastApplied(t *testing.T) {
 	dir := t.TempDir()
-	specPath := filepath.Join(dir, "quietmx.yaml")
-	writeSpec := func(content string) {
-		t.Helper()
-		if err := os.WriteFile(specPath, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	specPath, writeSpec := specWriter(t, dir)
 	writeTestCert(t, dir)
 	// container is one run of the appliance: a fresh config root (the
 	// writable layer), the same state volume.

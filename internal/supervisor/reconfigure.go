@@ -100,6 +100,12 @@ func (s *Supervisor) renderAndSwap(sp *spec.Spec) error {
 	if err != nil {
 		return err
 	}
+	return s.makeLive(fresh)
+}
+
+// makeLive swaps the complete generation fresh live and prunes the old
+// ones; on failure fresh is removed and the live tree stays.
+func (s *Supervisor) makeLive(fresh string) error {
 	if err := render.Swap(fresh, s.live); err != nil {
 		os.RemoveAll(fresh)
 		return err

@@ -104,18 +104,23 @@ func writeTestCert(t *testing.T, dir string) {
 	}
 }
 
+// specWriter is the spec file of a test in dir and what replaces it.
+func specWriter(t *testing.T, dir string) (string, func(content string)) {
+	p := filepath.Join(dir, "quietmx.yaml")
+	return p, func(content string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestReconfigure: a change is rendered, verified with the real tools,
 // swapped live, and only the services whose files changed are reloaded;
 // an invalid change reloads nothing and leaves the live tree as it was.
 func TestReconfigure(t *testing.T) {
 	dir := t.TempDir()
-	specPath := filepath.Join(dir, "quietmx.yaml")
-	writeSpec := func(content string) {
-		t.Helper()
-		if err := os.WriteFile(specPath, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	specPath, writeSpec := specWriter(t, dir)
 	writeTestCert(t, dir)
 	writeSpec(testSpec(dir, "example.com", testHash))
 
