@@ -7,10 +7,14 @@
 // restart; an invalid one is refused loudly and the running config stays.
 //
 // One job per file: services.go controls Postfix and Dovecot (behind the
-// Services interface), reconfigure.go applies a change, renew.go runs
-// certbot away from the main loop, reaper.go and logrelay.go are the two
-// goroutines PID 1 needs (guard.go turns a panic in either into a clean
-// non-zero exit), watch.go notices changes.
+// Services interface), runstate.go clears what a crash left before they
+// start, drain.go lets the deliveries in progress finish before they
+// stop, reconfigure.go applies a change, applied.go keeps the last
+// applied configuration on the state volume and starts on it (degraded)
+// when the spec is invalid at start, renew.go runs certbot away from the
+// main loop, reaper.go and logrelay.go are the two goroutines PID 1 needs
+// (guard.go turns a panic in either into a clean non-zero exit), watch.go
+// notices changes.
 //
 // No shell scripts edit files here: every file is rendered whole (package
 // render), so a restart is always safe.
