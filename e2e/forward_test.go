@@ -50,7 +50,12 @@ type SmarthostMessage struct {
 
 // buildSmarthost compiles e2e/smarthost as a static binary into a fresh
 // directory and returns the directory.
-func buildSmarthost(t *testing.T) string {
+func buildSmarthost(t *testing.T) string { return buildStatic(t, "smarthost") }
+
+// buildStatic compiles the e2e tool in ./name (e2e build tag) as a static
+// binary into a fresh directory, to be bind-mounted into a container of
+// the appliance image, and returns the directory.
+func buildStatic(t *testing.T, name string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -58,10 +63,10 @@ func buildSmarthost(t *testing.T) string {
 	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	cmd := exec.Command(goBin, "build", "-tags", "e2e", "-trimpath", "-o", filepath.Join(dir, "smarthost"), "./smarthost")
+	cmd := exec.Command(goBin, "build", "-tags", "e2e", "-trimpath", "-o", filepath.Join(dir, name), "./"+name)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the smarthost: %v\n%s", err, out)
+		t.Fatalf("build %s: %v\n%s", name, err, out)
 	}
 	return dir
 }
@@ -85,19 +90,7 @@ func StartSmarthost(t *testing.T, netName string) *Smarthost {
 			hc.Binds = append(hc.Binds, bin+":/smarthost:ro")
 		},
 	}
-	c, err := testcontainers.GenericContainer(context.Background(), testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
-	if c != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				dumpLogs(t, c)
-			}
-			_ = c.Terminate(context.Background())
-		})
-	}
-	if err != nil {
-		t.Fatalf("start smarthost: %v", err)
-	}
-	return &Smarthost{t: t, C: c}
+	return &Smarthost{t: t, C: startContainer(t, req, "smarthost")}
 }
 
 func (s *Smarthost) exec(cmd ...string) string {
