@@ -126,7 +126,8 @@ func (s *Supervisor) installApplied(tree string) error {
 		return err
 	}
 	if s.verifyApplied {
-		if err := render.Verify(fresh); err != nil {
+		// As PID 1 the reaper would otherwise reap the checkers first.
+		if err := s.reaper.exclusive(func() error { return render.Verify(fresh) }); err != nil {
 			os.RemoveAll(fresh)
 			return err
 		}
