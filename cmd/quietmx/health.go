@@ -5,14 +5,19 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"quietmx/internal/health"
+	"quietmx/internal/render"
+	"quietmx/internal/rules"
 )
 
 // cmdHealth is the image's HEALTHCHECK: exit 0 when Postfix answers on 25,
-// Dovecot completes TLS on 993 and the certificate is valid.
+// Dovecot completes TLS on 993 and the certificate is valid. It also
+// reports (without failing) the queue, the mail waiting in the rescue
+// directory and a degraded run (on the last valid configuration).
 func cmdHealth(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("quietmx health", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -27,6 +32,14 @@ func cmdHealth(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		cert = strings.TrimSpace(string(out))
 	}
 	r := health.Check(*host, "/var/spool/postfix", cert, *timeout)
+	// The rescue directory of the rules the agent runs on.
+	if loaded, err := rules.Load(filepath.Join(render.DefaultLive, render.RulesFile)); err != nil {
+		r.RescueErr = err
+	} else if loaded.Set.Rescue != "" {
+		r.RescueDir = loaded.Set.Rescue
+		r.Rescued, r.RescueErr = health.RescueCount(r.RescueDir)
+	}
+	r.Degraded = health.ReadDegraded(health.StatusDir)
 	fmt.Fprintln(stdout, r.String())
 	if !r.Healthy() {
 		return 1

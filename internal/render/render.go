@@ -269,6 +269,7 @@ type data struct {
 	CertbotBin    string
 	CertbotCA     string
 	ACMEWebroot   string
+	RescueFolder  string // the rescue directory's IMAP folder, or ""
 }
 
 func newData(s *spec.Spec, o Options) *data {
@@ -303,7 +304,41 @@ func newData(s *spec.Spec, o Options) *data {
 		CertbotBin:    live(CertbotBin),
 		CertbotCA:     live(CertbotCA),
 		ACMEWebroot:   spec.ACMEWebroot,
+		RescueFolder:  RescueFolder(s),
 	}
+}
+
+// RescueFolder names the IMAP folder the rules' rescue directory is, when
+// it is the new/ of a Maildir++ folder (.Name) of one of the spec's
+// mailboxes, as the generated rules' is; "" otherwise (a plain directory
+// no IMAP client sees).
+func RescueFolder(s *spec.Spec) string {
+	if s.Rules.Set == nil || s.Rules.Set.Rescue == "" {
+		return ""
+	}
+	dir := path.Clean(s.Rules.Set.Rescue)
+	if path.Base(dir) != "new" {
+		return ""
+	}
+	folder := path.Dir(dir)
+	name := path.Base(folder)
+	// A nested folder (.A.B) or a name that needs quoting in dovecot.conf
+	// is left to the operator.
+	if len(name) < 2 || name[0] != '.' || strings.IndexFunc(name[1:], func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) >= 0 {
+		return ""
+	}
+	switch name[1:] {
+	case "Junk", "Trash", "Sent", "Drafts":
+		return "" // declared already
+	}
+	for _, m := range s.Mailboxes {
+		if path.Dir(folder) == path.Clean(m.Maildir) {
+			return name[1:]
+		}
+	}
+	return ""
 }
 
 // passwdFile renders Dovecot's passwd-file:

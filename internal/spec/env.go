@@ -45,7 +45,7 @@ type envVars struct {
 
 // OtherEnv lists QUIETMX_ variables read by other parts of the appliance
 // (not by the spec), so that they draw no "unknown variable" warning.
-var OtherEnv = []string{"QUIETMX_SPEC", "QUIETMX_LIVE", "QUIETMX_LOG_LEVEL", "QUIETMX_LOG_FORMAT"}
+var OtherEnv = []string{"QUIETMX_SPEC", "QUIETMX_LIVE", "QUIETMX_LOG_LEVEL", "QUIETMX_LOG_FORMAT", "QUIETMX_STOP_GRACE"}
 
 // EnvNames lists the variables the spec reads, sorted.
 func EnvNames() []string {

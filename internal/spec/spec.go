@@ -37,10 +37,12 @@ import (
 // Paths inside the container. The mail volume holds every Maildir; the
 // state volume holds certificates.
 const (
-	MailRoot      = "/var/mail"              // the mail volume
-	VmailRoot     = "/var/mail/vmail"        // default Maildirs live below
-	DefaultRescue = "/var/mail/vmail/rescue" // rescue directory of generated rules
-	StateDir      = "/var/lib/quietmx"       // the state volume
+	MailRoot  = "/var/mail"       // the mail volume
+	VmailRoot = "/var/mail/vmail" // default Maildirs live below
+	// RescueFolder is the Maildir++ folder of the first mailbox the
+	// generated rules rescue into: the owner sees it over IMAP ("Rescue").
+	RescueFolder = ".Rescue"
+	StateDir     = "/var/lib/quietmx" // the state volume
 	// The certificate Postfix and Dovecot read in self-signed and certbot
 	// mode: generated at first start, replaced by certbot's deploy hook.
 	DefaultCert = StateDir + "/tls/cert.pem"
@@ -50,6 +52,9 @@ const (
 	// ACMEWebroot is certbot's webroot: quietmx run serves its
 	// .well-known/acme-challenge/ on port 80 in certbot mode.
 	ACMEWebroot = StateDir + "/acme"
+	// GeneratedPasswordFile is the one-mailbox shortcut's password file
+	// when none is given: `quietmx run` generates it on first start.
+	GeneratedPasswordFile = StateDir + "/secrets/mailbox.password"
 )
 
 // Defaults.
@@ -103,6 +108,10 @@ type Mailbox struct {
 
 // Home is the user's Dovecot home: the directory holding the Maildir.
 func (m Mailbox) Home() string { return path.Dir(m.Maildir) }
+
+// Rescue is the rescue directory of generated rules when m is the first
+// mailbox: the new/ of its Rescue folder, a Maildir Dovecot shows.
+func (m Mailbox) Rescue() string { return path.Join(m.Maildir, RescueFolder, "new") }
 
 // LocalPart returns the login's part before the last "@", or the login.
 func (m Mailbox) LocalPart() string {

@@ -24,6 +24,9 @@ func (s *Supervisor) reconfigure(why string) {
 	if err != nil {
 		s.state = now
 		s.logf("REJECTED: the new spec is invalid; the running configuration stays:\n%v", err)
+		if s.degraded != "" {
+			s.logf("still DEGRADED: %s", s.degraded)
+		}
 		return
 	}
 	if sp.TLS.Mode == spec.TLSFiles {
@@ -55,6 +58,11 @@ func (s *Supervisor) reconfigure(why string) {
 		s.logf("%s", w)
 	}
 	s.logf("applied: changed %s", orNone(changed))
+	s.saveApplied(sp)
+	if s.degraded != "" {
+		s.setDegraded("")
+		s.logf("no longer degraded: running on the spec on disk")
+	}
 	if pf {
 		s.reload(Postfix)
 	}
@@ -92,6 +100,12 @@ func (s *Supervisor) renderAndSwap(sp *spec.Spec) error {
 	if err != nil {
 		return err
 	}
+	return s.makeLive(fresh)
+}
+
+// makeLive swaps the complete generation fresh live and prunes the old
+// ones; on failure fresh is removed and the live tree stays.
+func (s *Supervisor) makeLive(fresh string) error {
 	if err := render.Swap(fresh, s.live); err != nil {
 		os.RemoveAll(fresh)
 		return err

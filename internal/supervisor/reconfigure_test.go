@@ -21,13 +21,30 @@ type fakeServices struct {
 	reloads   []Service
 	reloadErr map[Service]error
 	exited    chan Exit
+	calls     []string    // Drain, Flush and Stop, in order
+	deadline  time.Time   // the last Drain's
+	drain     DrainReport // what Drain reports
 }
 
 func (f *fakeServices) Prepare() error            { return nil }
 func (f *fakeServices) Start() error              { return nil }
 func (f *fakeServices) Ready(time.Duration) error { return nil }
 func (f *fakeServices) Exited() <-chan Exit       { return f.exited }
-func (f *fakeServices) Stop()                     {}
+func (f *fakeServices) Stop()                     { f.record("Stop") }
+func (f *fakeServices) Flush() error              { f.record("Flush"); return nil }
+func (f *fakeServices) Drain(deadline time.Time) DrainReport {
+	f.record("Drain")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deadline = deadline
+	return f.drain
+}
+
+func (f *fakeServices) record(call string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call)
+}
 func (f *fakeServices) Reload(svc Service) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -87,18 +104,23 @@ func writeTestCert(t *testing.T, dir string) {
 	}
 }
 
+// specWriter is the spec file of a test in dir and what replaces it.
+func specWriter(t *testing.T, dir string) (string, func(content string)) {
+	p := filepath.Join(dir, "quietmx.yaml")
+	return p, func(content string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestReconfigure: a change is rendered, verified with the real tools,
 // swapped live, and only the services whose files changed are reloaded;
 // an invalid change reloads nothing and leaves the live tree as it was.
 func TestReconfigure(t *testing.T) {
 	dir := t.TempDir()
-	specPath := filepath.Join(dir, "quietmx.yaml")
-	writeSpec := func(content string) {
-		t.Helper()
-		if err := os.WriteFile(specPath, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	specPath, writeSpec := specWriter(t, dir)
 	writeTestCert(t, dir)
 	writeSpec(testSpec(dir, "example.com", testHash))
 
@@ -109,6 +131,8 @@ func TestReconfigure(t *testing.T) {
 		Environ:    map[string]string{}, // never the test process's QUIETMX_*
 		ConfigRoot: filepath.Join(dir, "etc"),
 		MailRoot:   filepath.Join(dir, "mail"),
+		StateDir:   filepath.Join(dir, "state"),
+		StatusDir:  filepath.Join(dir, "run"),
 		Out:        out,
 	})
 	s.svc = fake

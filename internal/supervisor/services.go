@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,9 +43,18 @@ type Services interface {
 	Reload(Service) error
 	// Exited delivers a service that ended without being asked to.
 	Exited() <-chan Exit
+	// Drain stops accepting mail and starting deliveries, and waits until
+	// deadline for the deliveries in progress to finish. Stop follows.
+	Drain(deadline time.Time) DrainReport
+	// Flush asks Postfix to deliver what waits in the queue now (what the
+	// last run's drain deferred) rather than at the next queue run.
+	Flush() error
 	// Stop asks both to stop and kills what is left after the grace time.
 	Stop()
 }
+
+// QueueDir is Postfix's queue (the queue volume).
+const QueueDir = "/var/spool/postfix"
 
 // mailServices is Services for the real Postfix and Dovecot, children of
 // the reaper, configured through the live tree.
@@ -71,12 +81,20 @@ func newMailServices(r *reaper, live string, grace time.Duration, warnf func(str
 
 func (m *mailServices) Exited() <-chan Exit { return m.exited }
 
-// Prepare makes the Postfix queue directories exist with the right
-// owners (on first start the queue volume is empty), then asks Postfix to
-// skip its start-up integrity checks: the tree is ours and was just
-// verified, and postfix-script's checks cost seconds on a small host.
+// Prepare clears the run state a killed container left (ClearRunState),
+// makes the Postfix queue directories exist with the right owners (on
+// first start the queue volume is empty), then asks Postfix to skip its
+// start-up integrity checks: the tree is ours and was just verified, and
+// postfix-script's checks cost seconds on a small host.
 func (m *mailServices) Prepare() error {
-	q := "/var/spool/postfix"
+	n, err := ClearRunState(RunStateDirs)
+	if err != nil {
+		return fmt.Errorf("%w (Postfix or Dovecot would refuse to start on it)", err)
+	}
+	if n > 0 {
+		m.warnf("cleared %d stale run-state entries (pid files, sockets) in %s", n, strings.Join(RunStateDirs, ", "))
+	}
+	q := QueueDir
 	complete := true
 	for _, d := range []string{"active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming", "maildrop", "pid", "private", "public", "saved", "trace"} {
 		if st, err := os.Stat(filepath.Join(q, d)); err != nil || !st.IsDir() {
@@ -174,6 +192,19 @@ func listening(addr string) error {
 	if err == nil {
 		c.Close()
 	}
+	return err
+}
+
+func (m *mailServices) Drain(deadline time.Time) DrainReport {
+	if !m.pf.running() {
+		return DrainReport{}
+	}
+	d := drainer{run: m.reaper.run, postfixDir: filepath.Join(m.live, "postfix"), queueDir: QueueDir}
+	return d.drain(deadline)
+}
+
+func (m *mailServices) Flush() error {
+	_, err := m.reaper.run("postqueue", "-f")
 	return err
 }
 

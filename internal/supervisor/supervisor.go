@@ -7,10 +7,14 @@
 // restart; an invalid one is refused loudly and the running config stays.
 //
 // One job per file: services.go controls Postfix and Dovecot (behind the
-// Services interface), reconfigure.go applies a change, renew.go runs
-// certbot away from the main loop, reaper.go and logrelay.go are the two
-// goroutines PID 1 needs (guard.go turns a panic in either into a clean
-// non-zero exit), watch.go notices changes.
+// Services interface), runstate.go clears what a crash left before they
+// start, drain.go lets the deliveries in progress finish before they
+// stop, reconfigure.go applies a change, applied.go keeps the last
+// applied configuration on the state volume and starts on it (degraded)
+// when the spec is invalid at start, renew.go runs certbot away from the
+// main loop, reaper.go and logrelay.go are the two goroutines PID 1 needs
+// (guard.go turns a panic in either into a clean non-zero exit), watch.go
+// notices changes.
 //
 // No shell scripts edit files here: every file is rendered whole (package
 // render), so a restart is always safe.
@@ -28,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"quietmx/internal/health"
 	"quietmx/internal/render"
 	"quietmx/internal/spec"
 )
@@ -44,8 +49,19 @@ type Options struct {
 	MailRoot   string            // the mail volume (rescue directories are made below it)
 	LogSocket  string            // the syslog socket we own
 	Out        io.Writer         // the container log
+	StateDir   string            // the state volume (the last applied configuration is kept there)
+	StatusDir  string            // where `quietmx health` reads the supervisor's status
 	Poll       time.Duration     // how often to look for changes
-	StopGrace  time.Duration     // how long Postfix and Dovecot get to stop
+	// StopGrace is the whole time a stop may take (docker stop's
+	// timeout, less a margin): the drain gets most of it, Postfix and
+	// Dovecot the rest (StopReserve) to exit before they are killed.
+	StopGrace time.Duration
+}
+
+// StopReserve is the part of the grace time kept for Postfix and Dovecot
+// to exit once the drain is over.
+func (o Options) StopReserve() time.Duration {
+	return min(5*time.Second, o.StopGrace/3)
 }
 
 func (o *Options) defaults() {
@@ -60,6 +76,12 @@ func (o *Options) defaults() {
 	}
 	if o.Out == nil {
 		o.Out = os.Stdout
+	}
+	if o.StateDir == "" {
+		o.StateDir = spec.StateDir
+	}
+	if o.StatusDir == "" {
+		o.StatusDir = health.StatusDir
 	}
 	if o.Poll == 0 {
 		o.Poll = 2 * time.Second
@@ -81,6 +103,13 @@ type Supervisor struct {
 	state     watchState
 	fatal     chan error     // a guarded goroutine died (see guard)
 	certbot   *certbotRunner // certbot mode (certbot.go)
+	// degraded is why the appliance runs on the last applied
+	// configuration ("" = on the spec on disk).
+	degraded string
+	// verifyApplied checks a saved tree with the real tools before
+	// installing it (off in unit tests without Postfix and Dovecot).
+	verifyApplied bool
+	rescued       int // messages in the rescue directory at the last count
 }
 
 // newSupervisor is a Supervisor for opt (defaults applied) that does not
@@ -91,8 +120,9 @@ func newSupervisor(opt Options) *Supervisor {
 		opt:  opt,
 		live: filepath.Join(opt.ConfigRoot, "live"),
 		// Installing into the live tree: files get their owners.
-		renderOpt: render.Options{MetaDirectory: PostfixMeta, Ownership: true},
-		fatal:     make(chan error, 2),
+		renderOpt:     render.Options{MetaDirectory: PostfixMeta, Ownership: true},
+		fatal:         make(chan error, 2),
+		verifyApplied: true,
 	}
 }
 
@@ -116,10 +146,14 @@ func (s *Supervisor) fail(err error) {
 func Run(ctx context.Context, opt Options) error {
 	s := newSupervisor(opt)
 	s.reaper = newReaper(s.fail)
-	s.svc = newMailServices(s.reaper, s.live, s.opt.StopGrace, s.logf)
-	sp, err := spec.LoadFile(s.opt.SpecPath, s.opt.Environ)
-	if err != nil {
-		return fmt.Errorf("invalid spec, nothing started:\n%w", err)
+	s.svc = newMailServices(s.reaper, s.live, s.opt.StopReserve(), s.logf)
+	s.setDegraded("") // a status left by the run before
+	sp, specErr := spec.LoadFile(s.opt.SpecPath, s.opt.Environ)
+	if specErr != nil {
+		var err error
+		if sp, err = s.startDegraded(specErr); err != nil {
+			return err
+		}
 	}
 	s.spec = sp
 	for _, w := range sp.Warnings {
@@ -142,10 +176,13 @@ func Run(ctx context.Context, opt Options) error {
 		s.certbot.startACME()
 	}
 	t0 := time.Now()
-	if err := s.renderAndSwap(sp); err != nil {
-		return fmt.Errorf("render: %w", err)
+	if s.degraded == "" {
+		if err := s.renderAndSwap(sp); err != nil {
+			return fmt.Errorf("render: %w", err)
+		}
+		s.logf("configuration rendered and verified in %v", time.Since(t0).Round(time.Millisecond))
+		s.saveApplied(sp)
 	}
-	s.logf("configuration rendered and verified in %v", time.Since(t0).Round(time.Millisecond))
 	s.state = s.snapshot()
 
 	relay, err := listenLog(s.opt.LogSocket, s.opt.Out, &s.mu)
@@ -168,9 +205,15 @@ func Run(ctx context.Context, opt Options) error {
 		return err
 	}
 	s.logf("Postfix and Dovecot answering after %v", time.Since(t0).Round(time.Millisecond))
+	// What the last stop's drain deferred goes out now, not at the next
+	// queue run minutes later.
+	if err := s.svc.Flush(); err != nil {
+		s.logf("warning: postqueue -f: %v (the queue is delivered at the next queue run)", err)
+	}
 	// A new certificate on the state volume means a first start: show how
 	// to test.
 	s.banner(firstStart || rep.Created)
+	s.countRescued(true)
 	return s.loop(ctx)
 }
 
@@ -187,16 +230,14 @@ func (s *Supervisor) loop(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			s.svc.Stop()
+			s.stop("shutdown")
 			return nil
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				s.reconfigure("SIGHUP")
 				continue
 			}
-			s.logf("%v: stopping Postfix and Dovecot", sig)
-			s.svc.Stop()
-			s.logf("stopped")
+			s.stop(sig.String())
 			return nil
 		case e := <-s.svc.Exited():
 			name := "Postfix master"
@@ -220,8 +261,44 @@ func (s *Supervisor) loop(ctx context.Context) error {
 			if s.spec.TLS.Mode == spec.TLSCertbot {
 				renew.poll(time.Now(), s.spec.Hostname)
 			}
+			s.countRescued(false)
 		}
 	}
+}
+
+// stop is the graceful stop: refuse new mail and let the deliveries in
+// progress finish (Drain), within the grace time less what Postfix and
+// Dovecot need to exit, then stop both.
+func (s *Supervisor) stop(why string) {
+	t0 := time.Now()
+	s.logf("%s: draining: port 25 closed, deliveries in progress may finish (up to %v)", why, s.opt.StopGrace-s.opt.StopReserve())
+	r := s.svc.Drain(t0.Add(s.opt.StopGrace - s.opt.StopReserve()))
+	s.logf("%s", r)
+	s.logf("stopping Postfix and Dovecot")
+	s.svc.Stop()
+	s.logf("stopped after %v", time.Since(t0).Round(time.Millisecond))
+}
+
+// countRescued logs how many messages wait in the rescue directory: at
+// start when there are any, later whenever more arrive. Rescued mail is
+// safe but not where it was meant to go; the owner must hear of it.
+func (s *Supervisor) countRescued(first bool) {
+	if s.spec == nil || s.spec.Rules.Set == nil || s.spec.Rules.Set.Rescue == "" {
+		return
+	}
+	dir := s.spec.Rules.Set.Rescue
+	n, err := health.RescueCount(dir)
+	if err != nil {
+		return // the agent will say why it cannot rescue, if it must
+	}
+	if n > s.rescued || (first && n > 0) {
+		where := dir
+		if f := render.RescueFolder(s.spec); f != "" {
+			where = fmt.Sprintf("the %s folder of %s (%s)", f, s.spec.Mailboxes[0].Login, dir)
+		}
+		s.logf("RESCUED: %d messages wait in %s: see docs/operations.md, \"Rescued mail\"", n, where)
+	}
+	s.rescued = n
 }
 
 func firstLine(s string) string {
