@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"quietmx/internal/atomicfile"
+	"quietmx/internal/loginguard"
 	"quietmx/internal/passwd"
 	"quietmx/internal/rules"
 	"quietmx/internal/spec"
@@ -255,6 +256,8 @@ type data struct {
 	CertbotINI    string
 	CertbotDir    string
 	DeployHook    string
+	// The supervisor's login guard (Dovecot's auth policy server).
+	LoginGuardURL, LoginGuardNonce string
 }
 
 func newData(s *spec.Spec, o Options) *data {
@@ -286,6 +289,9 @@ func newData(s *spec.Spec, o Options) *data {
 		CertbotINI:    live(CertbotINI),
 		CertbotDir:    spec.CertbotDir,
 		DeployHook:    live(DeployHook),
+
+		LoginGuardURL:   loginguard.URL,
+		LoginGuardNonce: loginguard.NonceFile,
 	}
 }
 

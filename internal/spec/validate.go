@@ -24,6 +24,7 @@ func (l *loader) validate() {
 	l.validateMailboxes()
 	l.validateOutbound()
 	l.validateDelivery()
+	l.validateProtection()
 	l.loadRules()
 }
 

@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"quietmx/internal/loginguard"
 	"quietmx/internal/render"
 	"quietmx/internal/spec"
 )
@@ -80,6 +81,8 @@ type Supervisor struct {
 	live      string
 	state     watchState
 	fatal     chan error // a guarded goroutine died (see guard)
+
+	loginGuard *loginguard.Guard // nil until Run starts it (loginguard.go)
 }
 
 // newSupervisor is a Supervisor for opt (defaults applied) that does not
@@ -151,6 +154,9 @@ func Run(ctx context.Context, opt Options) error {
 		relay.start(s.fail)
 	}
 	if err := s.svc.Prepare(); err != nil {
+		return err
+	}
+	if err := s.startLoginGuard(sp); err != nil {
 		return err
 	}
 	if err := s.svc.Start(); err != nil {
