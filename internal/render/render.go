@@ -66,6 +66,9 @@ const (
 	// PasswdGroup may read dovecot/passwd (Dovecot's auth process runs as
 	// this user's group).
 	PasswdGroup = "dovecot"
+	// PostscreenDir holds postscreen's cache, on the queue volume, owned
+	// by postfix (which the supervisor makes sure of).
+	PostscreenDir = "/var/spool/postfix/postscreen"
 )
 
 // Relative paths of the rendered files.
@@ -256,8 +259,11 @@ type data struct {
 	CertbotINI    string
 	CertbotDir    string
 	DeployHook    string
-	// The supervisor's login guard (Dovecot's auth policy server).
+	// The supervisor's login guard (Dovecot's auth policy server), and
+	// the directory of postscreen's cache.
 	LoginGuardURL, LoginGuardNonce string
+	PostscreenDir                  string
+	SMTPDProcesses                 int
 }
 
 func newData(s *spec.Spec, o Options) *data {
@@ -292,6 +298,8 @@ func newData(s *spec.Spec, o Options) *data {
 
 		LoginGuardURL:   loginguard.URL,
 		LoginGuardNonce: loginguard.NonceFile,
+		PostscreenDir:   PostscreenDir,
+		SMTPDProcesses:  spec.SMTPDProcesses,
 	}
 }
 

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -42,15 +43,18 @@ type Protection struct {
 // Protection defaults. The per-client limits let a large provider's bursts
 // through: they deliver from many addresses, a few connections each.
 const (
-	DefaultConnectionsPerClient = 10  // 6 busy clients still leave smtpd processes free
+	DefaultConnectionsPerClient = 5   // 6 clients holding 5 each leave 10 smtpd processes free
 	DefaultConnectionRate       = 60  // connections a minute from one client
 	DefaultMessageRate          = 120 // messages a minute from one client
 	DefaultRecipientRate        = 300 // recipients a minute from one client
 	DefaultDNSBLThreshold       = 1
 	DefaultIMAPFailures         = 10 // failed logins a minute from one address
-	// MaxConnectionsPerClient is Postfix's default process limit: one
-	// client above it could take every smtpd process.
-	MaxConnectionsPerClient = 100
+	// SMTPDProcesses caps the smtpd processes (master.cf): each idle one
+	// costs about 1.8 MiB, so 40 of them keep the appliance within 128 MiB
+	// however many clients hold connections open.
+	SMTPDProcesses = 40
+	// MaxConnectionsPerClient leaves one client at most half of them.
+	MaxConnectionsPerClient = SMTPDProcesses / 2
 )
 
 var (
@@ -74,12 +78,12 @@ type protectionEnv struct {
 }
 
 // protectionInt is one whole-number setting: its field path, variable,
-// destination, default and largest value.
+// destination, default and range (a min of 0 means "no limit").
 type protectionInt struct {
-	path, name string
-	env        *string
-	dst        *int
-	def, max   int
+	path, name    string
+	env           *string
+	dst           *int
+	def, min, max int
 }
 
 // protectionInts lists the whole-number settings, for the YAML, the
@@ -90,12 +94,12 @@ func (l *loader) protectionInts(e *protectionEnv) []protectionInt {
 		e = &protectionEnv{}
 	}
 	return []protectionInt{
-		{"protection.limits.connections_per_client", "SMTP_CONNECTIONS_PER_CLIENT", e.ConnectionsPerClient, &p.ConnectionsPerClient, DefaultConnectionsPerClient, MaxConnectionsPerClient},
-		{"protection.limits.connection_rate", "SMTP_CONNECTION_RATE", e.ConnectionRate, &p.ConnectionRate, DefaultConnectionRate, 100000},
-		{"protection.limits.message_rate", "SMTP_MESSAGE_RATE", e.MessageRate, &p.MessageRate, DefaultMessageRate, 100000},
-		{"protection.limits.recipient_rate", "SMTP_RECIPIENT_RATE", e.RecipientRate, &p.RecipientRate, DefaultRecipientRate, 100000},
-		{"protection.dnsbl.threshold", "DNSBL_THRESHOLD", e.DNSBLThreshold, &p.DNSBLThreshold, DefaultDNSBLThreshold, 1000},
-		{"protection.imap.failures_per_minute", "IMAP_FAILURES_PER_MINUTE", e.IMAPFailures, &p.IMAPFailuresPerMinute, DefaultIMAPFailures, 1000},
+		{"protection.limits.connections_per_client", "SMTP_CONNECTIONS_PER_CLIENT", e.ConnectionsPerClient, &p.ConnectionsPerClient, DefaultConnectionsPerClient, 1, MaxConnectionsPerClient},
+		{"protection.limits.connection_rate", "SMTP_CONNECTION_RATE", e.ConnectionRate, &p.ConnectionRate, DefaultConnectionRate, 0, 100000},
+		{"protection.limits.message_rate", "SMTP_MESSAGE_RATE", e.MessageRate, &p.MessageRate, DefaultMessageRate, 0, 100000},
+		{"protection.limits.recipient_rate", "SMTP_RECIPIENT_RATE", e.RecipientRate, &p.RecipientRate, DefaultRecipientRate, 0, 100000},
+		{"protection.dnsbl.threshold", "DNSBL_THRESHOLD", e.DNSBLThreshold, &p.DNSBLThreshold, DefaultDNSBLThreshold, 1, 1000},
+		{"protection.imap.failures_per_minute", "IMAP_FAILURES_PER_MINUTE", e.IMAPFailures, &p.IMAPFailuresPerMinute, DefaultIMAPFailures, 0, 1000},
 	}
 }
 
@@ -211,10 +215,12 @@ func (l *loader) validateProtection() {
 		case !l.has(f.path):
 			*f.dst = f.def
 		case l.failed(f.path):
-		case f.path == "protection.dnsbl.threshold" && *f.dst < 1:
-			l.problem(f.path, "%d: want 1 or more (the total weight of the lists that must name a client)", *f.dst)
-		case *f.dst < 0 || *f.dst > f.max:
-			l.problem(f.path, "%d is out of range: want 0 (no limit) to %d%s", *f.dst, f.max, protectionWhy(f.path))
+		case *f.dst < f.min || *f.dst > f.max:
+			from := strconv.Itoa(f.min)
+			if f.min == 0 {
+				from = "0 (no limit)"
+			}
+			l.problem(f.path, "%d is out of range: want %s to %d%s", *f.dst, from, f.max, protectionWhy(f.path))
 		}
 	}
 	for i, s := range p.DNSBL {
@@ -231,8 +237,11 @@ func (l *loader) validateProtection() {
 }
 
 func protectionWhy(path string) string {
-	if path == "protection.limits.connections_per_client" {
-		return " (smtpd's process limit: one client above it could take them all)"
+	switch path {
+	case "protection.limits.connections_per_client":
+		return fmt.Sprintf(" (half of the %d smtpd processes: one client must not take them all)", SMTPDProcesses)
+	case "protection.dnsbl.threshold":
+		return " (the total weight of the lists that must name a client)"
 	}
 	return ""
 }

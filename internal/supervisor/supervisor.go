@@ -82,7 +82,7 @@ type Supervisor struct {
 	state     watchState
 	fatal     chan error // a guarded goroutine died (see guard)
 
-	loginGuard *loginguard.Guard // nil until Run starts it (loginguard.go)
+	loginGuard *loginguard.Guard // nil until Run starts it (protection.go)
 }
 
 // newSupervisor is a Supervisor for opt (defaults applied) that does not
@@ -156,7 +156,7 @@ func Run(ctx context.Context, opt Options) error {
 	if err := s.svc.Prepare(); err != nil {
 		return err
 	}
-	if err := s.startLoginGuard(sp); err != nil {
+	if err := s.startProtection(sp); err != nil {
 		return err
 	}
 	if err := s.svc.Start(); err != nil {

@@ -2,10 +2,49 @@ package supervisor
 
 import (
 	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+
+	"quietmx/internal/render"
 
 	"quietmx/internal/loginguard"
 	"quietmx/internal/spec"
 )
+
+// startProtection prepares what the protection settings need before
+// Postfix and Dovecot start: postscreen's cache directory on the queue
+// volume (Postfix writes a cache only in a directory it owns; elsewhere it
+// falls back to data_directory, which a new container loses), the nonce
+// Dovecot's configuration reads, and the login guard.
+func (s *Supervisor) startProtection(sp *spec.Spec) error {
+	if err := ensurePostfixDir(render.PostscreenDir); err != nil {
+		return err
+	}
+	return s.startLoginGuard(sp)
+}
+
+// ensurePostfixDir makes dir exist, owned by the postfix user, mode 0700.
+func ensurePostfixDir(dir string) error {
+	u, err := user.Lookup("postfix")
+	if err != nil {
+		return fmt.Errorf("postscreen cache: %w", err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("postscreen cache: user postfix: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("postscreen cache: %w", err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return fmt.Errorf("postscreen cache: %w", err)
+	}
+	return nil
+}
 
 // startLoginGuard makes the nonce Dovecot's configuration reads (it must
 // exist before Dovecot starts) and starts the login guard on loopback,
