@@ -366,8 +366,8 @@ func TestProtectionIMAPGuessing(t *testing.T) {
 	}
 	mismatch := regexp.MustCompile(`\(` + regexp.QuoteMeta(addr("me")) + `,` + regexp.QuoteMeta(c.IP) + `,[^)]*\): Password mismatch`)
 	checked := len(mismatch.FindAllString(a.Logs(), -1))
-	t.Logf("attacker %s: %d guesses sent over %d connections in %v, %d refused; Dovecot checked %d passwords (%.1f a minute); owner: %d logins, slowest %v",
-		c.IP, r.Attempts, r.Reconnects, attack, r.Refused, checked, float64(checked)*float64(time.Minute)/float64(attack), logins, worst.Round(time.Millisecond))
+	t.Logf("attacker %s: %d guesses sent over %d connections in %v, %d refused; Dovecot checked %d passwords (limit 10 a minute); owner: %d logins, slowest %v",
+		c.IP, r.Attempts, r.Reconnects, attack, r.Refused, checked, logins, worst.Round(time.Millisecond))
 	if checked == 0 {
 		t.Fatalf("no password check logged for %s: is auth_verbose on?", c.IP)
 	}
