@@ -50,7 +50,11 @@ type SmarthostMessage struct {
 
 // buildSmarthost compiles e2e/smarthost as a static binary into a fresh
 // directory and returns the directory.
-func buildSmarthost(t *testing.T) string {
+func buildSmarthost(t *testing.T) string { return buildCommand(t, "smarthost") }
+
+// buildCommand compiles the e2e command in ./name as a static binary
+// (named name) into a fresh directory and returns the directory.
+func buildCommand(t *testing.T, name string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -58,10 +62,10 @@ func buildSmarthost(t *testing.T) string {
 	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	cmd := exec.Command(goBin, "build", "-tags", "e2e", "-trimpath", "-o", filepath.Join(dir, "smarthost"), "./smarthost")
+	cmd := exec.Command(goBin, "build", "-tags", "e2e", "-trimpath", "-o", filepath.Join(dir, name), "./"+name)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the smarthost: %v\n%s", err, out)
+		t.Fatalf("build %s: %v\n%s", name, err, out)
 	}
 	return dir
 }
@@ -86,14 +90,7 @@ func StartSmarthost(t *testing.T, netName string) *Smarthost {
 		},
 	}
 	c, err := testcontainers.GenericContainer(context.Background(), testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
-	if c != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				dumpLogs(t, c)
-			}
-			_ = c.Terminate(context.Background())
-		})
-	}
+	removeAtEnd(t, c)
 	if err != nil {
 		t.Fatalf("start smarthost: %v", err)
 	}

@@ -8,11 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,21 +26,18 @@ import (
 // gateway); other client addresses are containers on the test network
 // running e2e/crowd.
 
-// buildCrowd compiles e2e/crowd as a static binary into a fresh directory.
-func buildCrowd(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+// removeAtEnd removes a helper container when the test ends, pass or
+// fail, with its log in the output of a failed test.
+func removeAtEnd(t *testing.T, c testcontainers.Container) {
+	if c == nil {
+		return
 	}
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	cmd := exec.Command(goBin, "build", "-tags", "e2e", "-trimpath", "-o", filepath.Join(dir, "crowd"), "./crowd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build crowd: %v\n%s", err, out)
-	}
-	return dir
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, c)
+		}
+		_ = c.Terminate(context.Background())
+	})
 }
 
 // crowd is one client address on the test network.
@@ -71,14 +64,7 @@ func startCrowd(t *testing.T, bin, netName string, args ...string) *crowd {
 		WaitingFor: wait.ForExec([]string{"true"}).WithStartupTimeout(30 * time.Second),
 	}
 	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
-	if c != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				dumpLogs(t, c)
-			}
-			_ = c.Terminate(context.Background())
-		})
-	}
+	removeAtEnd(t, c)
 	if err != nil {
 		t.Fatalf("start crowd: %v", err)
 	}
@@ -281,7 +267,7 @@ func TestProtectionFlood(t *testing.T) {
 	a.MustSend(from, []string{addr("me")}, MessageOfSize(from, addr("me"), "flood-before@e2e", 512))
 	before := a.memoryMiB()
 
-	bin := buildCrowd(t)
+	bin := buildCommand(t, "crowd")
 	crowds := make([]*crowd, 6)
 	for i := range crowds {
 		crowds[i] = startCrowd(t, bin, netName, "idle", "-to", ip+":25", "-n", "50")
@@ -336,7 +322,7 @@ func TestProtectionFlood(t *testing.T) {
 // from another address, logs in within 2 s throughout.
 func TestProtectionIMAPGuessing(t *testing.T) {
 	a, netName, ip := protectedAppliance(t, nil)
-	bin := buildCrowd(t)
+	bin := buildCommand(t, "crowd")
 	const attack = 55 * time.Second
 	c := startCrowd(t, bin, netName, "guess", "-to", ip+":993", "-user", addr("me"), "-pass", "wrong-guess", "-conns", "20", "-for", attack.String())
 	start := time.Now()

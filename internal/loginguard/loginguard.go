@@ -270,7 +270,7 @@ func (g *Guard) Serve(addr string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loginguard: %w", err)
 	}
-	s := &Server{srv: srv, done: make(chan error, 1)}
+	s := &Server{srv: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() {
 		err := srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -284,8 +284,12 @@ func (g *Guard) Serve(addr string) (*Server, error) {
 // Server is a running guard.
 type Server struct {
 	srv  *http.Server
+	addr string
 	done chan error
 }
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.addr }
 
 // Done delivers the server's end: nil after Close, an error if it failed.
 func (s *Server) Done() <-chan error { return s.done }

@@ -254,6 +254,24 @@ func TestServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Dovecot's requests, over HTTP: one failure, then a refusal.
+	ask := func(command, body string) string {
+		t.Helper()
+		resp, err := http.Post("http://"+s.Addr()+"/?command="+command, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b))
+	}
+	if got := ask("allow", `{"remote":"192.0.2.1"}`); got != `{"status":0}` {
+		t.Fatalf("first allow: %s", got)
+	}
+	ask("report", `{"remote":"192.0.2.1","success":false,"policy_reject":false}`)
+	if got := ask("allow", `{"remote":"192.0.2.1"}`); !strings.HasPrefix(got, `{"status":-1`) {
+		t.Fatalf("allow over the limit: %s", got)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
