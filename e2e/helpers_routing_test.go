@@ -388,6 +388,8 @@ func relayProbe(rcpt string) []string {
 
 // listeningPorts reads the TCP sockets the container listens on (every
 // address, IPv4 and IPv6) from /proc/net/tcp{,6}: no ss or netstat needed.
+// Sockets bound to loopback only (the supervisor's login guard) are left
+// out: no client outside the container can reach them.
 func (a *Appliance) listeningPorts() []int {
 	a.t.Helper()
 	out := a.MustExec("cat", "/proc/net/tcp", "/proc/net/tcp6")
@@ -397,9 +399,9 @@ func (a *Appliance) listeningPorts() []int {
 		if len(f) < 4 || f[3] != "0A" { // 0A = LISTEN
 			continue
 		}
-		_, hexPort, ok := strings.Cut(f[1], ":")
-		if !ok {
-			continue
+		hexAddr, hexPort, ok := strings.Cut(f[1], ":")
+		if !ok || strings.HasSuffix(hexAddr, "7F") || hexAddr == "00000000000000000000000001000000" {
+			continue // 127.x.x.x (little-endian) or ::1
 		}
 		p, err := strconv.ParseUint(hexPort, 16, 16)
 		if err == nil {

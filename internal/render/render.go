@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"quietmx/internal/atomicfile"
+	"quietmx/internal/loginguard"
 	"quietmx/internal/passwd"
 	"quietmx/internal/rules"
 	"quietmx/internal/spec"
@@ -66,6 +67,9 @@ const (
 	// PasswdGroup may read dovecot/passwd (Dovecot's auth process runs as
 	// this user's group).
 	PasswdGroup = "dovecot"
+	// PostscreenDir holds postscreen's cache, on the queue volume, owned
+	// by postfix (which the supervisor makes sure of).
+	PostscreenDir = "/var/spool/postfix/postscreen"
 )
 
 // Relative paths of the rendered files.
@@ -270,6 +274,11 @@ type data struct {
 	CertbotCA     string
 	ACMEWebroot   string
 	RescueFolder  string // the rescue directory's IMAP folder, or ""
+	// The supervisor's login guard (Dovecot's auth policy server), and
+	// the directory of postscreen's cache.
+	LoginGuardURL, LoginGuardNonce string
+	PostscreenDir                  string
+	SMTPDProcesses                 int
 }
 
 func newData(s *spec.Spec, o Options) *data {
@@ -305,6 +314,11 @@ func newData(s *spec.Spec, o Options) *data {
 		CertbotCA:     live(CertbotCA),
 		ACMEWebroot:   spec.ACMEWebroot,
 		RescueFolder:  RescueFolder(s),
+
+		LoginGuardURL:   loginguard.URL,
+		LoginGuardNonce: loginguard.NonceFile,
+		PostscreenDir:   PostscreenDir,
+		SMTPDProcesses:  spec.SMTPDProcesses,
 	}
 }
 

@@ -3,7 +3,6 @@ package spec
 import (
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/caarlos0/env/v11"
@@ -41,6 +40,7 @@ type envVars struct {
 	RelayUsername        *string `env:"RELAY_USERNAME"`
 	RelayPasswordFile    *string `env:"RELAY_PASSWORD_FILE"`
 	Delivery             *string `env:"DELIVERY"`
+	Protection           protectionEnv
 }
 
 // OtherEnv lists QUIETMX_ variables read by other parts of the appliance
@@ -87,30 +87,7 @@ func (l *loader) applyEnv() {
 		}
 		l.setEnv("domains", name("DOMAINS"))
 	}
-	boolean := func(v *string, path, n string, dst *bool) {
-		if v == nil {
-			return
-		}
-		l.setEnv(path, name(n))
-		b, ok := envBool(*v)
-		if !ok {
-			l.problem(path, "want true or false, got %q", *v)
-			return
-		}
-		*dst = b
-	}
-	integer := func(v *string, path, n string, dst *int) {
-		if v == nil {
-			return
-		}
-		l.setEnv(path, name(n))
-		i, err := strconv.Atoi(strings.TrimSpace(*v))
-		if err != nil {
-			l.problem(path, "want a whole number, got %q", *v)
-			return
-		}
-		*dst = i
-	}
+	boolean, integer := l.envBool, l.envInt
 	boolean(e.IPv6, "ipv6", "IPV6", &l.s.IPv6)
 	str(e.TLSMode, "tls.mode", "TLS_MODE", &l.s.TLS.Mode)
 	str(e.CertbotEmail, "tls.email", "CERTBOT_EMAIL", &l.s.TLS.Email)
@@ -129,6 +106,7 @@ func (l *loader) applyEnv() {
 	}
 	integer(e.RecipientsPerMessage, "limits.recipients_per_message", "RECIPIENTS_PER_MESSAGE", &l.s.Limits.RecipientsPerMessage)
 	str(e.Delivery, "delivery", "DELIVERY", &l.s.Delivery)
+	l.applyProtectionEnv(&e.Protection)
 	integer(e.VmailUID, "vmail.uid", "VMAIL_UID", &l.s.Vmail.UID)
 	integer(e.VmailGID, "vmail.gid", "VMAIL_GID", &l.s.Vmail.GID)
 

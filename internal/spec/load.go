@@ -205,6 +205,8 @@ func (l *loader) parseYAML() {
 			l.parseOutbound(v)
 		case "delivery":
 			l.str(v, name, &l.s.Delivery)
+		case "protection":
+			l.parseProtection(v)
 		default:
 			if strings.HasPrefix(name, "x-") {
 				continue // extension keys hold YAML anchors, as in compose files
@@ -215,7 +217,7 @@ func (l *loader) parseYAML() {
 }
 
 var (
-	topKeys      = []string{"hostname", "domains", "ipv6", "tls", "mailboxes", "rules", "rules_file", "limits", "vmail", "outbound", "delivery"}
+	topKeys      = []string{"hostname", "domains", "ipv6", "tls", "mailboxes", "rules", "rules_file", "limits", "vmail", "outbound", "delivery", "protection"}
 	tlsKeys      = []string{"mode", "email", "staging", "server", "ca_file", "cert", "key"}
 	mailboxKeys  = []string{"login", "password_hash", "password_file", "maildir"}
 	limitsKeys   = []string{"message_size", "recipients_per_message"}

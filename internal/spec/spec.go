@@ -85,6 +85,8 @@ type Spec struct {
 	Outbound  *Outbound // nil: forwards go direct
 	Delivery  string    // DeliveryLMTP or DeliveryPipe
 	Warnings  []string  // one line each, as problems are formatted
+
+	Protection Protection // what port 25 and IMAPS check (protection.go)
 }
 
 // TLS says where the certificate comes from.

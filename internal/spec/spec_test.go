@@ -72,7 +72,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown key, near miss", head + "hostnme: x\n", nil,
 			`quietmx.yaml:7:1: hostnme: unknown key "hostnme" (did you mean hostname?)`},
 		{"unknown key", head + "colour: red\n", nil,
-			`quietmx.yaml:7:1: colour: unknown key "colour" (want hostname, domains, ipv6, tls, mailboxes, rules, rules_file, limits, vmail, outbound, delivery)`},
+			`quietmx.yaml:7:1: colour: unknown key "colour" (want hostname, domains, ipv6, tls, mailboxes, rules, rules_file, limits, vmail, outbound, delivery, protection)`},
 		{"unknown nested key", head + "tls:\n  moed: certbot\n", nil,
 			`quietmx.yaml:8:3: tls.moed: unknown key "moed" (did you mean mode?)`},
 		{"unknown mailbox key", head + "    mailldir: /var/mail/x\n", nil,

@@ -25,6 +25,7 @@ func (l *loader) validate() {
 	l.validateMailboxes()
 	l.validateOutbound()
 	l.validateDelivery()
+	l.validateProtection()
 	l.loadRules()
 }
 

@@ -54,6 +54,7 @@ func (s *Supervisor) reconfigure(why string) {
 	}
 	s.state = s.stateAfter(now, s.spec, sp)
 	s.spec = sp
+	s.followLoginGuard(sp)
 	for _, w := range sp.Warnings {
 		s.logf("%s", w)
 	}

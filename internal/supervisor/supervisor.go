@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"quietmx/internal/health"
+	"quietmx/internal/loginguard"
 	"quietmx/internal/render"
 	"quietmx/internal/spec"
 )
@@ -110,6 +111,8 @@ type Supervisor struct {
 	// installing it (off in unit tests without Postfix and Dovecot).
 	verifyApplied bool
 	rescued       int // messages in the rescue directory at the last count
+
+	loginGuard *loginguard.Guard // nil until Run starts it (protection.go)
 }
 
 // newSupervisor is a Supervisor for opt (defaults applied) that does not
@@ -193,6 +196,9 @@ func Run(ctx context.Context, opt Options) error {
 		relay.start(s.fail)
 	}
 	if err := s.svc.Prepare(); err != nil {
+		return err
+	}
+	if err := s.startProtection(sp); err != nil {
 		return err
 	}
 	if err := s.svc.Start(); err != nil {
