@@ -16,10 +16,6 @@ import (
 	"quietmx/internal/rules"
 )
 
-// DefaultSocket is where `altpostlocal serve` listens unless -socket says
-// otherwise.
-const DefaultSocket = "/run/altpostlocal/lmtp"
-
 // PolicyServer serves the SMTP policy protocol on l with the daemon's
 // rules until ctx ends. It is nil until the policy service is wired in;
 // -policy-socket then only warns.
@@ -33,7 +29,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("altpostlocal serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("c", "", "rule file (default $ALTPOSTLOCAL_CONFIG, else "+delivery.DefaultRules+")")
-	socket := fs.String("socket", DefaultSocket, "unix socket to answer LMTP on")
+	socket := fs.String("socket", delivery.DefaultSocket, "unix socket to answer LMTP on")
 	policy := fs.String("policy-socket", "", "unix socket to answer the SMTP policy protocol on (optional)")
 	logDest := fs.String("log", delivery.DefaultLog, "delivery lines: syslog, stderr, unix:PATH or a file")
 	deadline := fs.Duration("deadline", lmtp.DefaultDeadline, "per-message deadline; past it, recipients not answered get 451")

@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"quietmx/internal/atomicfile"
+	"quietmx/internal/delivery"
 	"quietmx/internal/passwd"
 	"quietmx/internal/rules"
 	"quietmx/internal/spec"
@@ -247,6 +248,7 @@ type data struct {
 	Agent         string
 	Deadline      string
 	TimeLimit     string
+	AgentSocket   string
 	PostfixDir    string
 	DovecotConf   string
 	PasswdFile    string
@@ -278,6 +280,7 @@ func newData(s *spec.Spec, o Options) *data {
 		Agent:         o.Agent,
 		Deadline:      AgentDeadline,
 		TimeLimit:     AgentTimeLimit,
+		AgentSocket:   delivery.DefaultSocket,
 		PostfixDir:    live("postfix"),
 		DovecotConf:   live(DovecotConf),
 		PasswdFile:    live(PasswdFile),

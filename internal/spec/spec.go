@@ -56,6 +56,12 @@ const (
 	DefaultVmailID     = 5000
 )
 
+// Delivery modes.
+const (
+	DeliveryLMTP = "lmtp"
+	DeliveryPipe = "pipe"
+)
+
 // TLS modes.
 const (
 	TLSSelfSigned = "self-signed"
@@ -75,7 +81,11 @@ type Spec struct {
 	Limits    Limits
 	Vmail     Vmail
 	Outbound  *Outbound // nil: forwards go direct
-	Warnings  []string  // one line each, as problems are formatted
+	// Delivery is how Postfix hands mail to the agent: DeliveryLMTP (the
+	// resident `altpostlocal serve`) or DeliveryPipe (one exec per
+	// recipient, as AltPostLocal).
+	Delivery string
+	Warnings []string // one line each, as problems are formatted
 }
 
 // TLS says where the certificate comes from.

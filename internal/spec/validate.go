@@ -20,6 +20,9 @@ func (l *loader) validate() {
 	l.validateHost()
 	l.validateTLS()
 	l.validateLimits()
+	if l.s.Delivery == "" {
+		l.s.Delivery = DeliveryLMTP
+	}
 	l.validateVmail()
 	l.validateMailboxes()
 	l.validateOutbound()

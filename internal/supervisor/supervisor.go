@@ -121,6 +121,7 @@ func Run(ctx context.Context, opt Options) error {
 		return fmt.Errorf("invalid spec, nothing started:\n%w", err)
 	}
 	s.spec = sp
+	s.svc = s.withAgent(s.svc, func() *spec.Spec { return s.spec })
 	for _, w := range sp.Warnings {
 		s.logf("%s", w)
 	}
