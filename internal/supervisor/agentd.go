@@ -87,7 +87,7 @@ type agentd struct {
 
 func newAgentd(start func(agentCmd) (int, <-chan syscall.WaitStatus, error), grace time.Duration, logf func(string, ...any), fatal func(error)) *agentd {
 	return &agentd{start: start, kill: func(pid int, sig syscall.Signal) { _ = syscall.Kill(pid, sig) }, logf: logf, fatal: fatal,
-		min: 100 * time.Millisecond, max: 10 * time.Second, grace: grace, stable: 30 * time.Second,
+		min: 100 * time.Millisecond, max: 2 * time.Second, grace: grace, stable: 30 * time.Second,
 		changed: make(chan struct{}, 1)}
 }
 
