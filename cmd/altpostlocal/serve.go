@@ -52,13 +52,15 @@ func cmdServe(args []string, stderr io.Writer) int {
 		MaxSize:  *maxSize,
 		Deadline: *deadline,
 	})
+	// Signals are caught before the socket exists: whoever sees it answer
+	// may stop us cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	l, err := lmtp.Listen(*socket)
 	if err != nil {
 		logf("%v", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	if *policy != "" {
 		if err := startPolicy(ctx, *policy, live, logf); err != nil {
 			logf("%v", err)
