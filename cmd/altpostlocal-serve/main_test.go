@@ -44,7 +44,7 @@ func TestServe(t *testing.T) {
 	socket, logFile := filepath.Join(dir, "lmtp"), filepath.Join(dir, "agent.log")
 	var stderr syncBuf
 	exited := make(chan int, 1)
-	go func() { exited <- cmdServe([]string{"-c", rulesFile, "-socket", socket, "-log", logFile}, &stderr) }()
+	go func() { exited <- serve([]string{"-c", rulesFile, "-socket", socket, "-log", logFile}, &stderr) }()
 
 	var conn net.Conn
 	deadline := time.Now().Add(10 * time.Second)
@@ -88,7 +88,7 @@ func TestServe(t *testing.T) {
 
 func TestServeUsage(t *testing.T) {
 	var stderr bytes.Buffer
-	if code := cmdServe([]string{"extra"}, &stderr); code != 2 || !strings.Contains(stderr.String(), "usage: altpostlocal serve") {
+	if code := serve([]string{"extra"}, &stderr); code != 2 || !strings.Contains(stderr.String(), "usage: altpostlocal serve") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }
