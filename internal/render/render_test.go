@@ -296,7 +296,7 @@ func agentLMTPService(t *testing.T, out string) {
 	pf := filepath.Join(out, "postfix")
 	for param, want := range map[string]string{
 		"altpostlocal-lmtp/unix/soft_bounce":                "yes",
-		"altpostlocal-lmtp/unix/lmtp_discard_lhlo_keywords": "size",
+		"altpostlocal-lmtp/unix/lmtp_discard_lhlo_keywords": "silent-discard,size",
 		"altpostlocal-lmtp/unix/lmtp_data_done_timeout":     AgentTimeLimit,
 	} {
 		got, err := exec.Command("postconf", "-c", pf, "-P", param).CombinedOutput()

@@ -285,7 +285,9 @@ func (s *Supervisor) startAgent(c agentCmd) (int, <-chan syscall.WaitStatus, err
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(c.uid), Gid: uint32(c.gid), Groups: []uint32{}}}
+	// Its own process group: a ^C meant for the supervisor must not stop
+	// it before Postfix.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: uint32(c.uid), Gid: uint32(c.gid), Groups: []uint32{}}}
 	done, err := s.reaper.start(cmd)
 	if err != nil {
 		return 0, nil, err
