@@ -18,10 +18,10 @@ import (
 )
 
 // findServe prints "PID UID RSS_KB" of every running `altpostlocal serve`
-// (the binary altpostlocal-serve; the image has no ps or pkill).
+// (the image has no ps or pkill).
 const findServe = `for p in /proc/[0-9]*; do
   c=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
-  case "$c" in "/usr/local/bin/altpostlocal-serve "*)
+  case "$c" in "/usr/local/bin/altpostlocal serve "*)
     uid=$(awk '/^Uid:/ {print $2}' "$p/status"); rss=$(awk '/^VmRSS:/ {print $2}' "$p/status")
     echo "${p#/proc/} $uid $rss";;
   esac

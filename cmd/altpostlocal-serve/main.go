@@ -32,7 +32,11 @@ import (
 var PolicyServer func(ctx context.Context, l net.Listener, current func() *rules.Set, logf func(string, ...any)) error
 
 func main() {
-	os.Exit(serve(os.Args[1:], os.Stderr))
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "serve" {
+		args = args[1:] // run as `altpostlocal serve ...` (see cmd/altpostlocal)
+	}
+	os.Exit(serve(args, os.Stderr))
 }
 
 // serve runs the server. It exits 0 after SIGTERM or SIGINT, once the

@@ -15,7 +15,8 @@ import (
 const ServeBinary = "altpostlocal-serve"
 
 // cmdServe is `altpostlocal serve`: it becomes altpostlocal-serve, found
-// beside this binary, else on $PATH.
+// beside this binary, else on $PATH, with the command line it was given
+// ("altpostlocal serve ..."): ps and pkill -f know it by that name.
 func cmdServe(args []string, stderr io.Writer) int {
 	bin := ServeBinary
 	if self, err := os.Executable(); err == nil {
@@ -26,7 +27,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 			bin = p
 		}
 	}
-	err := syscall.Exec(bin, append([]string{bin}, args...), os.Environ())
+	err := syscall.Exec(bin, append([]string{os.Args[0], "serve"}, args...), os.Environ())
 	fmt.Fprintf(stderr, "altpostlocal serve: %s: %v (it is installed beside altpostlocal)\n", bin, err)
 	return 2
 }

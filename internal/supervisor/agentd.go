@@ -53,8 +53,8 @@ func agentCmdFor(sp *spec.Spec, agent, live string) agentCmd {
 	// The cap only guards memory: LMTP's CRLF can double a message of
 	// empty lines, and Postfix has enforced message_size_limit already.
 	max := 2*sp.Limits.MessageSize + 1<<20
-	// The server is its own binary beside the agent (cmd/altpostlocal-serve).
-	args := []string{filepath.Join(filepath.Dir(agent), "altpostlocal-serve"),
+	// altpostlocal execs altpostlocal-serve, keeping this command line.
+	args := []string{agent, "serve",
 		"-c", filepath.Join(live, render.RulesFile),
 		"-socket", delivery.DefaultSocket,
 		"-deadline", render.AgentDeadline,

@@ -164,7 +164,7 @@ func TestAgentdRetriesFailedStart(t *testing.T) {
 func TestAgentCmd(t *testing.T) {
 	sp := &spec.Spec{Limits: spec.Limits{MessageSize: 50 << 20}, Vmail: spec.Vmail{UID: 5000, GID: 5000}}
 	got := strings.Join(agentCmdFor(sp, "/usr/local/bin/altpostlocal", "/etc/quietmx/live").argv(), " ")
-	want := "/usr/local/bin/altpostlocal-serve -c /etc/quietmx/live/altpostlocal/altpostlocal.yaml -socket /run/altpostlocal/lmtp -deadline 300s -max-size 105906176"
+	want := "/usr/local/bin/altpostlocal serve -c /etc/quietmx/live/altpostlocal/altpostlocal.yaml -socket /run/altpostlocal/lmtp -deadline 300s -max-size 105906176"
 	if got != want {
 		t.Errorf("argv\n%s\nwant\n%s", got, want)
 	}
