@@ -77,11 +77,8 @@ type Server struct {
 	cfg  Config
 	smtp *smtp.Server
 
-	mu        sync.Mutex
-	busy      int           // messages being delivered
-	idle      chan struct{} // closed when busy drops to 0 during Shutdown
-	closing   bool
-	listeners []net.Listener
+	mu      sync.Mutex
+	closing bool
 }
 
 // New returns a Server for cfg.
@@ -129,16 +126,15 @@ func New(cfg Config) *Server {
 // filter that removes SIZE from the LHLO reply.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
 		l.Close()
 		return nil
 	}
-	s.listeners = append(s.listeners, l)
-	s.mu.Unlock()
 	err := s.smtp.Serve(noSizeListener{l})
 	s.mu.Lock()
-	closing := s.closing
+	closing = s.closing
 	s.mu.Unlock()
 	if closing || errors.Is(err, smtp.ErrServerClosed) {
 		return nil
@@ -146,47 +142,22 @@ func (s *Server) Serve(l net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting, lets the messages in progress finish until
-// ctx ends, then closes every connection: Postfix defers whatever was not
-// answered, and reuses no idle connection.
+// Shutdown stops accepting and waits until every connection has ended
+// (Postfix closes them once its deliveries are answered), then, once ctx
+// ends, closes the rest: Postfix defers whatever was not answered.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
-	for _, l := range s.listeners {
-		l.Close()
-	}
-	var idle chan struct{}
-	if s.busy > 0 {
-		idle = make(chan struct{})
-		s.idle = idle
-	}
 	s.mu.Unlock()
-	var err error
-	if idle != nil {
-		select {
-		case <-idle:
-		case <-ctx.Done():
-			err = fmt.Errorf("lmtp: messages still in progress at shutdown (Postfix will retry them): %w", ctx.Err())
-		}
+	err := s.smtp.Shutdown(ctx)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil // already shut down
 	}
-	s.smtp.Close()
-	return err
-}
-
-func (s *Server) begin() {
-	s.mu.Lock()
-	s.busy++
-	s.mu.Unlock()
-}
-
-func (s *Server) end() {
-	s.mu.Lock()
-	s.busy--
-	if s.busy == 0 && s.idle != nil {
-		close(s.idle)
-		s.idle = nil
+	if err != nil {
+		s.smtp.Close()
+		return fmt.Errorf("lmtp: connections still open at shutdown (Postfix retries what they had): %w", err)
 	}
-	s.mu.Unlock()
+	return nil
 }
 
 // NewSession implements smtp.Backend. Without any usable rules every
@@ -235,8 +206,6 @@ func (ss *session) Data(io.Reader) error { return tempFail("LMTP only") }
 // recipients not answered yet.
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error) {
 	s := ss.s
-	s.begin()
-	defer s.end()
 	start := time.Now()
 	answered := 0
 	defer func() {
@@ -255,23 +224,34 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 	queueID := message.QueueID(msg)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Deadline)
 	defer cancel()
+	// Past the deadline plus the grace time no recipient is waited for:
+	// every answer is in well before Postfix's own timeout.
+	late, stop := context.WithTimeout(context.Background(), s.cfg.Deadline+s.cfg.Grace)
+	defer stop()
 	cfg := s.cfg.Delivery
 	cfg.Deadline = 0 // ctx carries the message's deadline
 	for _, rcpt := range ss.rcpts {
 		req := delivery.Request{Sender: ss.sender, Recipients: []string{rcpt}, QueueID: queueID, Message: msg}
-		status.SetStatus(rcpt, s.recipient(ctx, cfg, req))
+		status.SetStatus(rcpt, s.recipient(ctx, late.Done(), cfg, req))
 		answered++
 	}
 	return nil
 }
 
 // recipient delivers to one recipient and returns its reply (nil: 250).
-// It waits for delivery.Run until the deadline plus the grace time, no
-// longer: a stuck action then gets 451 while it goes on in the background
-// (should it still deliver, the retry makes a whole duplicate, never a
-// loss), and its line is logged when it ends.
-func (s *Server) recipient(ctx context.Context, cfg delivery.Config, req delivery.Request) error {
+// It waits for delivery.Run until late fires (the message's deadline plus
+// the grace time), no longer: a stuck action then gets 451 while it goes
+// on in the background (should it still deliver, the retry makes a whole
+// duplicate, never a loss), and its line is logged when it ends.
+func (s *Server) recipient(ctx context.Context, late <-chan struct{}, cfg delivery.Config, req delivery.Request) error {
 	start := time.Now()
+	select {
+	case <-late:
+		err := errors.New("not tried: the message's deadline and grace time passed while earlier recipients ran")
+		delivery.Log(s.cfg.Log, deferAll(req.Sender, req.QueueID, req.Recipients, err), 0)
+		return tempFail("delivery timed out, try again later")
+	default:
+	}
 	done := make(chan delivery.Result, 1)
 	go func() {
 		var res delivery.Result
@@ -293,22 +273,19 @@ func (s *Server) recipient(ctx context.Context, cfg delivery.Config, req deliver
 		delivered = true
 		delivery.Log(s.cfg.Log, res, time.Since(start))
 	}()
-	var res delivery.Result
 	select {
-	case res = <-done:
+	case res := <-done:
 		return reply(res)
-	case <-ctx.Done():
-	}
-	grace := time.NewTimer(s.cfg.Grace)
-	defer grace.Stop()
-	select {
-	case res = <-done:
-	case <-grace.C:
+	case <-late:
+		select {
+		case res := <-done: // finished just in time
+			return reply(res)
+		default:
+		}
 		err := fmt.Errorf("still running %v after the message deadline: answered 451, the retry may duplicate it", s.cfg.Grace)
 		delivery.Log(s.cfg.Log, deferAll(req.Sender, req.QueueID, req.Recipients, err), time.Since(start))
 		return tempFail("delivery timed out, try again later")
 	}
-	return reply(res)
 }
 
 // deferAll is the Result of recipients deferred before or outside

@@ -126,7 +126,9 @@ func (e *env) send(msg string, rcpts ...string) map[string]int {
 	if err := c.Hello("postfix.test"); err != nil {
 		e.t.Fatalf("LHLO: %v", err)
 	}
-	return e.sendOn(c, msg, rcpts...)
+	codes := e.sendOn(c, msg, rcpts...)
+	c.Quit() // as Postfix does, unless it caches the connection
+	return codes
 }
 
 func (e *env) sendOn(c *smtp.Client, msg string, rcpts ...string) map[string]int {
@@ -304,7 +306,7 @@ func TestPanicDefers(t *testing.T) {
 func TestStuckRecipientDefers(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
-	e := start(t, threeWay, Config{Deadline: 100 * time.Millisecond, Grace: 100 * time.Millisecond,
+	e := start(t, threeWay, Config{Deadline: 100 * time.Millisecond, Grace: 2 * time.Second,
 		deliver: func(ctx context.Context, cfg delivery.Config, req delivery.Request) delivery.Result {
 			if req.Recipients[0] == "stuck@x" {
 				<-release // ignores ctx
@@ -312,12 +314,18 @@ func TestStuckRecipientDefers(t *testing.T) {
 			return delivery.Run(ctx, cfg, req)
 		}})
 	t0 := time.Now()
-	got := e.send(wireMsg, "stuck@x", "c@x")
+	got := e.send(wireMsg, "stuck@x", "stuck@x", "c@x")
 	if got["stuck@x"] != 451 || got["c@x"] != 451 {
 		t.Errorf("replies %v, want 451 (stuck) and 451 (past the deadline)", got)
 	}
 	if took := time.Since(t0); took > 5*time.Second {
 		t.Errorf("answered after %v", took)
+	}
+	// The first is waited for until the grace time is spent; the others
+	// are not even tried.
+	log := e.log.String()
+	if strings.Count(log, "after the message deadline") != 1 || strings.Count(log, "not tried") != 2 || strings.Count(log, "msg=delivery") != 3 {
+		t.Errorf("want one line for the stuck recipient and two not tried:\n%s", log)
 	}
 	if !strings.Contains(e.log.String(), "after the message deadline") {
 		t.Errorf("no line for the stuck recipient:\n%s", e.log.String())
@@ -430,7 +438,9 @@ func TestShutdownDrains(t *testing.T) {
 	go func() { done <- e.send(wireMsg, "a@x") }()
 	<-entered
 	stopped := make(chan error, 1)
-	go func() { stopped <- e.srv.Shutdown(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() { stopped <- e.srv.Shutdown(ctx) }()
 	// The listener closes at once: a new connection is refused.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
