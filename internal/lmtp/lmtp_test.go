@@ -46,7 +46,7 @@ func (l *lockedBuf) String() string {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	rules  string
 	socket string
@@ -58,7 +58,7 @@ type env struct {
 
 // start writes the rule file (DIR stands for the test's directory), then
 // serves on a unix socket with cfg (its Delivery is filled in).
-func start(t *testing.T, rulesSrc string, cfg Config) *env {
+func start(t testing.TB, rulesSrc string, cfg Config) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, rules: filepath.Join(dir, "rules.yaml"), socket: filepath.Join(dir, "lmtp"),
