@@ -480,3 +480,35 @@ func TestReply(t *testing.T) {
 }
 
 func sprintf(f string, a ...any) string { return strings.TrimSpace(fmt.Sprintf(f, a...)) }
+
+// Concurrent connections share one rule set (compiled form, aliases
+// decoded on demand): every message is delivered once (run with -race).
+func TestConcurrentDeliveries(t *testing.T) {
+	var src strings.Builder
+	src.WriteString("aliases:\n")
+	for i := range 8 {
+		fmt.Fprintf(&src, "  u%d@x: {type: maildir, value: DIR/u%d}\n", i, i)
+	}
+	e := start(t, src.String(), Config{})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 5 {
+				rcpt := fmt.Sprintf("u%d@x", (g+i)%8)
+				if got := e.send(wireMsg, rcpt); got[rcpt] != 250 {
+					t.Errorf("%s: %v", rcpt, got)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for i := range 8 {
+		n += len(e.files(fmt.Sprintf("u%d", i)))
+	}
+	if n != 40 {
+		t.Errorf("%d messages stored, want 40", n)
+	}
+}

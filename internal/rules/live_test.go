@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"quietmx/internal/atomicfile"
@@ -79,4 +80,36 @@ func TestLiveStartsOnSnapshot(t *testing.T) {
 	if len(events) != 1 || !strings.Contains(events[0], "last-valid snapshot") {
 		t.Errorf("events %q", events)
 	}
+}
+
+// A loaded Set is shared by concurrent deliveries (the LMTP daemon): alias
+// lookups through the compiled form must be safe (run with -race).
+func TestCompiledSetConcurrentLookups(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	var src strings.Builder
+	src.WriteString("aliases:\n")
+	for i := range 50 {
+		fmt.Fprintf(&src, "  u%d@x: {type: maildir, value: /m/u%d}\n", i, i)
+	}
+	if err := Install(path, []byte(src.String())); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Load(path)
+	if err != nil || !loaded.Compiled {
+		t.Fatalf("load: compiled %v, %v", loaded.Compiled, err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				k := fmt.Sprintf("u%d@x", (i+g*7)%50)
+				if e := loaded.Set.Alias(k); e == nil || e.Actions[0].Value != "/m/"+strings.TrimSuffix(k, "@x") {
+					t.Errorf("Alias(%s) = %+v", k, e)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
