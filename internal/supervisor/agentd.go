@@ -78,6 +78,9 @@ type agentd struct {
 	grace time.Duration // between SIGTERM and SIGKILL
 	// stable: a daemon that ran this long restarts after min again.
 	stable time.Duration
+	// restarted runs after a daemon that died was started again (nil:
+	// nothing): Postfix has suspended the destination meanwhile.
+	restarted func()
 
 	mu      sync.Mutex
 	want    agentCmd
@@ -134,6 +137,7 @@ func (a *agentd) loop() {
 		a.mu.Unlock()
 	}()
 	delay := a.min
+	died := false
 	for {
 		a.mu.Lock()
 		cmd := a.want
@@ -146,8 +150,13 @@ func (a *agentd) loop() {
 		if err != nil {
 			a.logf("altpostlocal serve: %v: retrying in %v (mail is deferred meanwhile)", err, delay)
 		} else {
+			if died && a.restarted != nil {
+				a.restarted()
+			}
+			died = false
 			select {
 			case ws := <-done:
+				died = true
 				if time.Since(t0) >= a.stable {
 					delay = a.min
 				}
@@ -200,7 +209,38 @@ func (s *Supervisor) withAgent(svc Services, current func() *spec.Spec) Services
 	}
 	cmd := func() agentCmd { return agentCmdFor(current(), agent, s.live) }
 	d := newAgentd(s.startAgent, s.opt.StopGrace, s.logf, s.fail)
+	d.restarted = func() { go guard("the agent's queue flush", s.fail, s.flushAfterRestart) }
 	return &agentServices{Services: svc, d: d, cmd: cmd, dir: filepath.Dir(delivery.DefaultSocket), warnf: s.logf}
+}
+
+// flushAfterRestart runs once a daemon that died runs again: while it was
+// down Postfix found its socket refusing and suspended the destination,
+// so what arrived meanwhile would wait minutes for the next queue run.
+// Once the new daemon answers, postqueue -f brings it back at once.
+func (s *Supervisor) flushAfterRestart() {
+	if err := waitSocket(delivery.DefaultSocket, 30*time.Second); err != nil {
+		s.logf("altpostlocal serve not answering after its restart (%v): deferred mail waits for Postfix's next queue run", err)
+		return
+	}
+	if out, err := s.reaper.run("postqueue", "-f"); err != nil {
+		s.logf("postqueue -f after the agent's restart: %v: %s", err, out)
+	}
+}
+
+// waitSocket returns once a unix socket accepts a connection.
+func waitSocket(path string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Prepare makes the socket's directory: the daemon (vmail) writes in it,
@@ -243,18 +283,10 @@ func (w *agentServices) Ready(limit time.Duration) error {
 	if w.cmd().none() {
 		return nil
 	}
-	for {
-		c, err := net.DialTimeout("unix", delivery.DefaultSocket, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Since(t0) > limit {
-			w.warnf("warning: altpostlocal serve not answering on %s after %v (%v): mail is deferred until it does", delivery.DefaultSocket, limit, err)
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitSocket(delivery.DefaultSocket, max(limit-time.Since(t0), time.Second)); err != nil {
+		w.warnf("warning: altpostlocal serve not answering on %s after %v (%v): mail is deferred until it does", delivery.DefaultSocket, limit, err)
 	}
+	return nil
 }
 
 // Reload of Postfix follows a spec change: the daemon is restarted when

@@ -83,17 +83,21 @@ func testAgentd(f *fakeDaemon) (*agentd, *strings.Builder) {
 func TestAgentdRestartsWhenItDies(t *testing.T) {
 	f := newFakeDaemon()
 	d, _ := testAgentd(f)
+	restarted := make(chan struct{}, 8)
+	d.restarted = func() { restarted <- struct{}{} }
 	cmd := agentCmdFor(&spec.Spec{Limits: spec.Limits{MessageSize: 10}, Vmail: spec.Vmail{UID: 5000, GID: 5001}}, "/bin/agent", "/live")
 	d.set(cmd)
 	if got := recv(t, f.starts, "start"); got != cmd {
 		t.Fatalf("started %+v, want %+v", got, cmd)
 	}
-	// Killed (SIGKILL from outside), three times: restarted each time.
+	// Killed (SIGKILL from outside), three times: restarted each time,
+	// and each restart is reported (the supervisor flushes the queue).
 	for pid := 1; pid <= 3; pid++ {
 		f.exit(pid, syscall.WaitStatus(syscall.SIGKILL))
 		if got := recv(t, f.starts, "restart"); got != cmd {
 			t.Fatalf("restart %d: %+v", pid, got)
 		}
+		recv(t, restarted, "restart report")
 	}
 	// The same command again: nothing happens; stop: SIGTERM to the live one.
 	d.set(cmd)
@@ -104,6 +108,8 @@ func TestAgentdRestartsWhenItDies(t *testing.T) {
 	select {
 	case c := <-f.starts:
 		t.Errorf("started after stop: %+v", c)
+	case <-restarted:
+		t.Error("a restart reported too many (the first start or the stop)")
 	default:
 	}
 }
