@@ -3,7 +3,7 @@
 # This is what `make image` runs.
 #
 #   1. docker/build-base.sh      -> quietmx-base:bookworm (skipped if present)
-#   2. go build on the host      -> docker/bin/{quietmx,altpostlocal} (static)
+#   2. go build on the host      -> docker/bin/{quietmx,altpostlocal,altpostlocal-serve} (static)
 #   3. classic `docker build` of docker/Dockerfile from the repository root,
 #      with the local base standing in for both debian:bookworm-slim and the
 #      Go builder image, and PREBUILT=1 so the binaries from step 2 are used.
@@ -39,7 +39,7 @@ cd "$root"
 QUIETMX_BASE_IMAGE="$BASE_IMAGE" "$here/build-base.sh"
 
 # 2. host binaries ----------------------------------------------------------
-bins=(quietmx altpostlocal)
+bins=(quietmx altpostlocal altpostlocal-serve)
 mkdir -p docker/bin
 if [ "$go_build" = 1 ]; then
   if [ -z "${GO:-}" ]; then
@@ -49,9 +49,9 @@ if [ "$go_build" = 1 ]; then
     fi
   fi
   log "building ${bins[*]} with $("$GO" version | cut -d' ' -f3) (CGO_ENABLED=0)"
-  CGO_ENABLED=0 "$GO" build -trimpath -ldflags="${GO_LDFLAGS--s -w}" -o docker/bin/ ./cmd/quietmx ./cmd/altpostlocal
+  CGO_ENABLED=0 "$GO" build -trimpath -ldflags="${GO_LDFLAGS--s -w}" -o docker/bin/ ./cmd/quietmx ./cmd/altpostlocal ./cmd/altpostlocal-serve
 else
-  log "--no-go-build: using existing docker/bin/{${bins[0]},${bins[1]}}"
+  log "--no-go-build: using existing docker/bin/{$(IFS=,; echo "${bins[*]}")}"
 fi
 for b in "${bins[@]}"; do
   [ -x "docker/bin/$b" ] || die "docker/bin/$b missing or not executable"

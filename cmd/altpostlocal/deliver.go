@@ -24,6 +24,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return cmdExplain(args[1:], stdout, stderr)
 		case "compile":
 			return cmdCompile(args[1:], stdout, stderr)
+		case "serve":
+			return cmdServe(args[1:], stderr)
 		}
 	}
 	return deliver(args, stdin, stderr)

@@ -63,3 +63,13 @@ func TestPanicDefers(t *testing.T) {
 		t.Errorf("stderr = %q", stderr.String())
 	}
 }
+
+// Without altpostlocal-serve beside it or on $PATH, serve says so and
+// exits 2.
+func TestServeMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	var stderr bytes.Buffer
+	if code := Main([]string{"serve", "-socket", "/nonexistent"}, nil, nil, &stderr); code != 2 || !strings.Contains(stderr.String(), "altpostlocal-serve") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}

@@ -16,6 +16,10 @@ import (
 // $ALTPOSTLOCAL_CONFIG say otherwise.
 const DefaultRules = "/etc/altpostlocal/altpostlocal.yaml"
 
+// DefaultSocket is where the resident agent (altpostlocal serve) answers
+// LMTP for Postfix's lmtp(8). Its directory decides who may connect.
+const DefaultSocket = "/run/altpostlocal/lmtp"
+
 // DefaultDeadline keeps a whole run well under Postfix's
 // command_time_limit (1000s by default; the appliance sets 600s), because
 // Postfix bounces a command that outlives its limit.

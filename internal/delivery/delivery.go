@@ -66,6 +66,17 @@ type Config struct {
 	Sendmail      string        // path of sendmail for forward actions
 	ForwardSender string        // overrides the rule file's forward_sender
 	Deadline      time.Duration // whole-run limit, under Postfix's command_time_limit
+	// Rules, when set, supplies the rules instead of loading RulesPath on
+	// every run: a long-running process keeps them loaded (rules.Live).
+	Rules *rules.Live
+}
+
+// loadRules is the one place a run gets its rules.
+func (cfg Config) loadRules() (rules.Loaded, error) {
+	if cfg.Rules != nil {
+		return cfg.Rules.Current()
+	}
+	return rules.Load(cfg.RulesPath)
 }
 
 // ActionLog is one action and what became of it.
@@ -128,7 +139,7 @@ func Run(ctx context.Context, cfg Config, req Request) (res Result) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.Deadline)
 		defer cancel()
 	}
-	loaded, err := rules.Load(cfg.RulesPath)
+	loaded, err := cfg.loadRules()
 	if err != nil {
 		return failAll(res, req, err)
 	}

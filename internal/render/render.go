@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"quietmx/internal/atomicfile"
+	"quietmx/internal/delivery"
 	"quietmx/internal/loginguard"
 	"quietmx/internal/passwd"
 	"quietmx/internal/rules"
@@ -262,6 +263,7 @@ type data struct {
 	Agent         string
 	Deadline      string
 	TimeLimit     string
+	AgentSocket   string
 	PostfixDir    string
 	DovecotConf   string
 	PasswdFile    string
@@ -302,6 +304,7 @@ func newData(s *spec.Spec, o Options) *data {
 		Agent:         o.Agent,
 		Deadline:      AgentDeadline,
 		TimeLimit:     AgentTimeLimit,
+		AgentSocket:   delivery.DefaultSocket,
 		PostfixDir:    live("postfix"),
 		DovecotConf:   live(DovecotConf),
 		PasswdFile:    live(PasswdFile),

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 
+	"quietmx/internal/delivery"
 	"quietmx/internal/passwd"
 	"quietmx/internal/rules"
 	"quietmx/internal/spec"
@@ -55,18 +56,20 @@ func abs(t testing.TB, p string) string {
 
 // exampleCase is one appliance/ example: a spec file and an environment.
 type exampleCase struct {
-	name    string
-	spec    string
-	envFile string
+	name     string
+	spec     string
+	envFile  string
+	delivery string // overrides the spec's delivery mode
 }
 
 var examples = []exampleCase{
-	{"single-domain", "../../appliance/examples/single-domain.yaml", ""},
-	{"many-domains", "../../appliance/examples/many-domains.yaml", ""},
-	{"certbot", "../../appliance/examples/certbot.yaml", ""},
-	{"files", "../../appliance/examples/files.yaml", ""},
-	{"env-only", "../../appliance/quietmx.yaml", "../../appliance/examples/env-only.env"},
-	{"certbot-private-ca", "../../appliance/examples/certbot-private-ca.yaml", ""},
+	{"single-domain", "../../appliance/examples/single-domain.yaml", "", ""},
+	{"many-domains", "../../appliance/examples/many-domains.yaml", "", ""},
+	{"certbot", "../../appliance/examples/certbot.yaml", "", ""},
+	{"files", "../../appliance/examples/files.yaml", "", ""},
+	{"env-only", "../../appliance/quietmx.yaml", "../../appliance/examples/env-only.env", ""},
+	{"single-domain-pipe", "../../appliance/examples/single-domain.yaml", "", spec.DeliveryPipe},
+	{"certbot-private-ca", "../../appliance/examples/certbot-private-ca.yaml", "", ""},
 }
 
 // readEnvFile reads KEY=VALUE lines (comments and blank lines skipped).
@@ -114,6 +117,9 @@ func (c exampleCase) load(t testing.TB) *spec.Spec {
 	}
 	if len(s.Warnings) > 0 {
 		t.Errorf("%s: unexpected warnings:\n%s", c.spec, strings.Join(s.Warnings, "\n"))
+	}
+	if c.delivery != "" {
+		s.Delivery = c.delivery
 	}
 	return s
 }
@@ -260,7 +266,11 @@ func TestRealTools(t *testing.T) {
 				postfixCheck(t, out)
 			}
 			nullSenderDiscarded(t, out)
-			agentServiceArgs(t, out)
+			if c.delivery == spec.DeliveryPipe {
+				agentServiceArgs(t, out)
+			} else {
+				agentLMTPService(t, out)
+			}
 		})
 	}
 }
@@ -279,6 +289,31 @@ func agentServiceArgs(t *testing.T, out string) {
 	got, err = exec.Command("postconf", "-c", pf, "-M", "altpostlocal/unix").Output()
 	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(got)), "-- ${recipient}") {
 		t.Errorf("postconf -M altpostlocal/unix: argv must end with \"-- ${recipient}\": %v %q", err, got)
+	}
+}
+
+// agentLMTPService reads the LMTP client's master.cf entry and the
+// transport back through the real postconf: local mail goes to the
+// daemon's socket, and the service defers what the daemon would bounce.
+func agentLMTPService(t *testing.T, out string) {
+	t.Helper()
+	pf := filepath.Join(out, "postfix")
+	for param, want := range map[string]string{
+		"altpostlocal-lmtp/unix/soft_bounce":                "yes",
+		"altpostlocal-lmtp/unix/lmtp_discard_lhlo_keywords": "silent-discard,size",
+		"altpostlocal-lmtp/unix/lmtp_data_done_timeout":     AgentTimeLimit,
+	} {
+		got, err := exec.Command("postconf", "-c", pf, "-P", param).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(got)) != param+" = "+want {
+			t.Errorf("postconf -P %s: %v %q, want %q", param, err, got, want)
+		}
+	}
+	got, err := exec.Command("postconf", "-c", pf, "-h", "local_transport").Output()
+	if want := "altpostlocal-lmtp:unix:" + delivery.DefaultSocket; err != nil || strings.TrimSpace(string(got)) != want {
+		t.Errorf("local_transport = %q (%v), want %q", got, err, want)
+	}
+	if got, _ := exec.Command("postconf", "-c", pf, "-M", "altpostlocal/unix").Output(); len(got) > 0 {
+		t.Errorf("the pipe service is rendered in lmtp mode: %s", got)
 	}
 }
 

@@ -100,15 +100,14 @@ func encodeCompiled(set *Set, sum [32]byte) ([]byte, error) {
 
 var errCompiled = errors.New("compiled form is truncated or corrupt")
 
-// compiledIndex serves alias lookups from a compiled file's bytes. A
-// resident daemon routes from many goroutines at once, so the cache of
-// decoded entries has a lock.
+// compiledIndex serves alias lookups from a compiled file's bytes. A Set
+// is shared by concurrent deliveries in the resident agent, so the cache
+// of decoded entries is safe for concurrent use.
 type compiledIndex struct {
 	keys    []string
 	offsets [][2]uint32
 	blob    []byte
-	mu      sync.Mutex
-	decoded map[string]*Entry
+	decoded sync.Map // key → *Entry
 }
 
 func (ix *compiledIndex) lookup(key string) *Entry {
@@ -116,10 +115,8 @@ func (ix *compiledIndex) lookup(key string) *Entry {
 	if i >= len(ix.keys) || ix.keys[i] != key {
 		return nil
 	}
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if e, ok := ix.decoded[key]; ok {
-		return e
+	if e, ok := ix.decoded.Load(key); ok {
+		return e.(*Entry)
 	}
 	o := ix.offsets[i]
 	var e Entry
@@ -127,8 +124,8 @@ func (ix *compiledIndex) lookup(key string) *Entry {
 		// Checked when the file was read; cannot happen.
 		e = Entry{Key: key, Actions: []*Action{{Problem: "compiled rule entry unreadable: " + err.Error()}}}
 	}
-	ix.decoded[key] = &e
-	return &e
+	got, _ := ix.decoded.LoadOrStore(key, &e)
+	return got.(*Entry)
 }
 
 // readCompiled returns the compiled Set only when it was built from content
@@ -164,7 +161,7 @@ func readCompiled(path string, sum [32]byte) (*Set, error) {
 	if !ok || uint64(count) > uint64(len(rest))/12 {
 		return nil, errCompiled
 	}
-	ix := &compiledIndex{keys: make([]string, 0, count), offsets: make([][2]uint32, 0, count), decoded: map[string]*Entry{}}
+	ix := &compiledIndex{keys: make([]string, 0, count), offsets: make([][2]uint32, 0, count)}
 	for range count {
 		kl, ok := u32()
 		if !ok || uint64(kl) > uint64(len(rest)) {

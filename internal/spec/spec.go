@@ -83,8 +83,11 @@ type Spec struct {
 	Limits    Limits
 	Vmail     Vmail
 	Outbound  *Outbound // nil: forwards go direct
-	Delivery  string    // DeliveryLMTP or DeliveryPipe
-	Warnings  []string  // one line each, as problems are formatted
+	// Delivery is how Postfix hands mail to the agent: DeliveryLMTP (the
+	// resident `altpostlocal serve`) or DeliveryPipe (one exec per
+	// recipient, as AltPostLocal).
+	Delivery string
+	Warnings []string // one line each, as problems are formatted
 
 	Protection Protection // what port 25 and IMAPS check (protection.go)
 }

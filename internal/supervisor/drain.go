@@ -14,7 +14,7 @@ import (
 // (pipe, or LMTP), and the SMTP client's that forwards leave through. Each may be killed
 // halfway by `postfix stop`, after the agent linked the Maildir file but
 // before Postfix recorded it: Postfix then delivers the message again.
-var DrainTransports = []string{"altpostlocal", "lmtp", "smtp", "relay"}
+var DrainTransports = []string{"altpostlocal", "altpostlocal-lmtp", "lmtp", "smtp", "relay"}
 
 // DrainReport says how a drain went.
 type DrainReport struct {

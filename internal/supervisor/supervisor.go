@@ -159,6 +159,7 @@ func Run(ctx context.Context, opt Options) error {
 		}
 	}
 	s.spec = sp
+	s.svc = s.withAgent(s.svc, func() *spec.Spec { return s.spec })
 	for _, w := range sp.Warnings {
 		s.logf("%s", w)
 	}
