@@ -97,7 +97,7 @@ func TestDrainer(t *testing.T) {
 		{"nothing in progress", 0, 0, "", DrainReport{}, 2},
 		{"a delivery outlives the grace", 2, 0, "", DrainReport{InFlight: 2, Left: 2}, 2},
 		{"reload fails", 1, 0, "postfix reload", DrainReport{InFlight: 1}, 2},
-		{"postconf fails", 1, 0, "postconf defer_transports = altpostlocal, lmtp, smtp, relay", DrainReport{InFlight: 1}, 1},
+		{"postconf fails", 1, 0, "postconf defer_transports = altpostlocal, altpostlocal-lmtp, lmtp, smtp, relay", DrainReport{InFlight: 1}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,7 +137,7 @@ func TestDrainer(t *testing.T) {
 				t.Fatalf("commands %q, want %d", p.cmds, tt.cmds)
 			}
 			want := []string{
-				"postconf -c " + pfDir + " -e master_service_disable = inet defer_transports = altpostlocal, lmtp, smtp, relay",
+				"postconf -c " + pfDir + " -e master_service_disable = inet defer_transports = altpostlocal, altpostlocal-lmtp, lmtp, smtp, relay",
 				"postfix -c " + pfDir + " reload",
 			}
 			for i, c := range p.cmds {
