@@ -68,6 +68,20 @@ type Options struct {
 	Network  string
 	Hostname string
 	SpecDir  string // reuse a spec directory (restarts)
+	// ClientLimits keeps port 25's per-client limits as the spec sets
+	// them. Every connection from the host reaches the appliance from one
+	// address (Docker's gateway), so by default Start lifts the limits
+	// (hostLimits) and the suite's streams are not throttled; the tests of
+	// the limits themselves set this.
+	ClientLimits bool
+}
+
+// hostLimits lift port 25's per-client limits for the host's one address.
+var hostLimits = map[string]string{
+	"QUIETMX_SMTP_CONNECTIONS_PER_CLIENT": "20",
+	"QUIETMX_SMTP_CONNECTION_RATE":        "0",
+	"QUIETMX_SMTP_MESSAGE_RATE":           "0",
+	"QUIETMX_SMTP_RECIPIENT_RATE":         "0",
 }
 
 // Appliance is a running container.
@@ -110,6 +124,11 @@ func Start(t *testing.T, o Options) *Appliance {
 	env := map[string]string{}
 	if _, ok := o.Files["quietmx.yaml"]; ok || o.Spec != "" {
 		env["QUIETMX_SPEC"] = "/etc/quietmx/appliance/quietmx.yaml"
+	}
+	if !o.ClientLimits {
+		for k, v := range hostLimits {
+			env[k] = v
+		}
 	}
 	for k, v := range o.Env {
 		env[k] = v
