@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"quietmx/e2e/oracle"
 	"regexp"
 	"strconv"
 	"strings"
@@ -193,7 +194,7 @@ func TestLMTPDaemon(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages stored, %d whole duplicates", len(msgs), dups)
-	a.AssertNoBounce()
+	a.AssertNoBounce(oracle.AgentDown)
 
 	logs := a.Logs()
 	if got := strings.Count(logs, "altpostlocal serve exited (killed by killed)"); got < killed {

@@ -48,6 +48,42 @@ type Expect struct {
 // sys_exits' text for it, then the command's output if any.
 const agentTempfail = "temporary failure"
 
+// AgentSocket is where the resident agent (delivery: lmtp) listens.
+// lmtp(8) names it as the relay of a delivery record, or in the reason
+// when it could not connect; such a record is a local delivery, not a
+// relay, and a 4xx the agent answered ("said: 451 ...") is its own
+// deferral.
+const AgentSocket = "/run/altpostlocal/lmtp"
+
+var agentSaid4xx = regexp.MustCompile(`said: 4\d\d `)
+
+// AgentDown names the deferrals a scenario causes when it kills or
+// restarts the agent: pipe(8) sees the command die; lmtp(8) cannot
+// connect, or loses the connection, and error(8) defers the rest while
+// the destination is suspended. Postfix retries each.
+var AgentDown = Expect{Deferrals: []string{
+	"Command died with signal",
+	AgentSocket + "]: Connection refused",
+	AgentSocket + "]: No such file or directory",
+	"lost connection with",
+	"delivery temporarily suspended: connect to",
+	"delivery temporarily suspended: lost connection",
+}}
+
+// Join is the union of what several Expects provoke.
+func Join(es ...Expect) Expect {
+	var out Expect
+	for _, e := range es {
+		out.Outbound = append(out.Outbound, e.Outbound...)
+		out.Rejected = append(out.Rejected, e.Rejected...)
+		out.Deferrals = append(out.Deferrals, e.Deferrals...)
+		if e.NoticeTo != "" {
+			out.NoticeTo = e.NoticeTo
+		}
+	}
+	return out
+}
+
 var (
 	// A Postfix log line: program, queue id, the rest. Queue ids are short
 	// (hex) or long (enable_long_queue_ids).
@@ -96,7 +132,7 @@ func Check(log string, queue []QueueEntry, e Expect) []Violation {
 		if d := deliveryRe.FindStringSubmatch(rest); d != nil {
 			dl := delivery{prog, qid, d[1], d[2], d[3], d[4], d[5], line}
 			deliveries = append(deliveries, dl)
-			if dl.status == "bounced" && slices.Contains(e.Rejected, dl.to) && isOutbound(dl.prog) {
+			if dl.status == "bounced" && slices.Contains(e.Rejected, dl.to) && isOutbound(dl) {
 				expectedBounce[qid] = true
 			}
 			continue
@@ -156,7 +192,7 @@ func Check(log string, queue []QueueEntry, e Expect) []Violation {
 
 // judge returns why one delivery record breaks a promise, or "".
 func judge(d delivery, e Expect, notice bool) string {
-	outbound := isOutbound(d.prog)
+	outbound := isOutbound(d)
 	forwarded := slices.Contains(e.Outbound, d.to)
 	if outbound && !forwarded && !notice {
 		return "relayed: Postfix's SMTP client delivered to a recipient no forward rule names"
@@ -173,6 +209,8 @@ func judge(d delivery, e Expect, notice bool) string {
 			return "a deferral with a permanent dsn=" + d.dsn
 		case d.prog == "pipe" && strings.HasPrefix(d.reason, agentTempfail):
 			return "" // the agent asked for it: exit 75
+		case toAgent(d) && agentSaid4xx.MatchString(d.reason):
+			return "" // the resident agent asked for it: 4xx over LMTP
 		case forwarded:
 			return "" // the smarthost's doing; Postfix retries
 		case containsAny(d.reason, e.Deferrals):
@@ -190,7 +228,16 @@ func judge(d delivery, e Expect, notice bool) string {
 	return "delivery status " + d.status
 }
 
-func isOutbound(prog string) bool { return prog == "smtp" || prog == "lmtp" }
+// isOutbound: Postfix's SMTP/LMTP client delivered somewhere other than
+// the resident agent.
+func isOutbound(d delivery) bool {
+	return (d.prog == "smtp" || d.prog == "lmtp") && !toAgent(d)
+}
+
+// toAgent: an lmtp(8) record of a delivery to the resident agent.
+func toAgent(d delivery) bool {
+	return d.prog == "lmtp" && (strings.Contains(d.relay, AgentSocket) || strings.Contains(d.reason, AgentSocket))
+}
 
 func containsAny(s string, subs []string) bool {
 	for _, sub := range subs {

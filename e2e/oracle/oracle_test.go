@@ -57,6 +57,20 @@ const (
 	agentLog = pfx + "altpostlocal[202]: level=INFO msg=delivery queue_id=8249FCC265 sender=\"\" recipient=postmaster@e2e.example orig_recipient=postmaster@e2e.example key=postmaster@e2e.example actions=\"maildir:/var/mail/vmail/e2e.example/postmaster/Maildir=ok\" outcome=delivered exit=0 duration_ms=7\n"
 )
 
+// The resident agent over LMTP (delivery: lmtp), copied from runs of
+// TestNeverBounce and TestFaultInjection: delivered, its own 451, the
+// socket refusing while the daemon restarts, error(8) while the
+// destination is suspended; shape: a 5xx answer under soft_bounce, and
+// lmtp(8) to another host (a relay).
+const (
+	lmtpSent      = pfx + "postfix/lmtp[68]: EAF0E100071: to=<nobody@e2e.example>, relay=mail.e2e.example[/run/altpostlocal/lmtp], delay=0.06, delays=0.04/0.02/0/0.01, dsn=2.0.0, status=sent (250 2.0.0 <nobody@e2e.example> OK: queued)\n"
+	lmtpTempfail  = pfx + "postfix/lmtp[72]: 817D0100101: to=<broken@e2e.example>, relay=mail.e2e.example[/run/altpostlocal/lmtp], delay=0.02, delays=0.02/0/0/0, dsn=4.3.0, status=deferred (host mail.e2e.example[/run/altpostlocal/lmtp] said: 451 4.3.0 <broken@e2e.example> deferred: action 1 (maildir:/var/mail/vmail/e2e.example/broken/Maildir): permission denied (in reply to end of DATA command))\n"
+	lmtpRefused   = pfx + "postfix/lmtp[254]: DB6E5100032: to=<me@e2e.example>, relay=none, delay=0.32, delays=0.13/0.19/0/0, dsn=4.4.1, status=deferred (connect to mail.e2e.example[/run/altpostlocal/lmtp]: Connection refused)\n"
+	lmtpSuspended = pfx + "postfix/error[270]: 07B2A100024: to=<me@e2e.example>, relay=none, delay=0.53, delays=0.1/0.42/0/0.01, dsn=4.4.1, status=deferred (delivery temporarily suspended: connect to mail.e2e.example[/run/altpostlocal/lmtp]: Connection refused)\n"
+	lmtpSoft      = pfx + "postfix/lmtp[72]: 817D0100101: to=<me@e2e.example>, relay=mail.e2e.example[/run/altpostlocal/lmtp], delay=0.02, delays=0.02/0/0/0, dsn=5.1.1, status=SOFTBOUNCE (host mail.e2e.example[/run/altpostlocal/lmtp] said: 550 5.1.1 <me@e2e.example> no (in reply to end of DATA command))\n"
+	lmtpRelayed   = pfx + "postfix/lmtp[72]: 817D0100101: to=<x@foreign.example>, relay=lmtp.foreign.example[192.0.2.1]:24, delay=0.02, delays=0.02/0/0/0, dsn=2.0.0, status=sent (250 2.0.0 OK)\n"
+)
+
 var forward = Expect{
 	Outbound: []string{"someone@far.example"},
 	Rejected: []string{"someone@far.example"},
@@ -108,6 +122,14 @@ func TestCheck(t *testing.T) {
 				"bounced"}},
 		{name: "a notice of a rejected forward sent outward fires", log: fwd550 + fwdNoticeQ + fwdNotice + fwdNoticeOut, expect: forward,
 			want: []string{"an expected notice went to someone else than postmaster@e2e.example"}},
+		{name: "lmtp: delivered, and the agent's 451", log: received + lmtpSent + lmtpTempfail},
+		{name: "lmtp: the agent down fires unless expected", log: received + lmtpRefused + lmtpSuspended,
+			want: []string{"a deferral the agent did not ask for", "a deferral the agent did not ask for"}},
+		{name: "lmtp: the agent killed by the scenario", log: received + lmtpRefused + lmtpSuspended + lmtpSent, expect: AgentDown},
+		{name: "lmtp: a 5xx answer fires", log: received + lmtpSoft,
+			want: []string{"a bounce that soft_bounce turned into a deferral (the agent exited with a code that bounces)"}},
+		{name: "lmtp to another host is a relay", log: lmtpRelayed,
+			want: []string{"relayed: Postfix's SMTP client delivered to a recipient no forward rule names"}},
 		{name: "a relay fires", log: relayed, expect: forward,
 			want: []string{"relayed: Postfix's SMTP client delivered to a recipient no forward rule names"}},
 	} {
