@@ -68,6 +68,21 @@ type Options struct {
 	Network  string
 	Hostname string
 	SpecDir  string // reuse a spec directory (restarts)
+	// Delivery is QUIETMX_DELIVERY ("": the spec's, else lmtp); see
+	// forEachDelivery.
+	Delivery string
+}
+
+// deliveryModes are the spec's delivery: values, the default first.
+var deliveryModes = []string{"lmtp", "pipe"}
+
+// forEachDelivery runs test once per delivery mode, as subtests named
+// after the mode: a test of the promises (never a bounce, routing, faults)
+// holds for both ways Postfix hands mail to the agent.
+func forEachDelivery(t *testing.T, test func(t *testing.T, delivery string)) {
+	for _, mode := range deliveryModes {
+		t.Run(mode, func(t *testing.T) { test(t, mode) })
+	}
 }
 
 // Appliance is a running container.
@@ -110,6 +125,9 @@ func Start(t *testing.T, o Options) *Appliance {
 	env := map[string]string{}
 	if _, ok := o.Files["quietmx.yaml"]; ok || o.Spec != "" {
 		env["QUIETMX_SPEC"] = "/etc/quietmx/appliance/quietmx.yaml"
+	}
+	if o.Delivery != "" {
+		env["QUIETMX_DELIVERY"] = o.Delivery
 	}
 	for k, v := range o.Env {
 		env[k] = v

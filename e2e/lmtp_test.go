@@ -193,7 +193,7 @@ func TestLMTPDaemon(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages stored, %d whole duplicates", len(msgs), dups)
-	a.AssertNoBounce()
+	a.AssertNoBounce(killedAgents)
 
 	logs := a.Logs()
 	if got := strings.Count(logs, "altpostlocal serve exited (killed by killed)"); got < killed {

@@ -44,6 +44,17 @@ type Expect struct {
 	Deferrals []string
 }
 
+// agentSocket is the resident agent's LMTP socket (delivery: lmtp):
+// Postfix's lmtp(8) logs relay=HOST[/run/altpostlocal/lmtp] for it, and
+// "host HOST[/run/altpostlocal/lmtp] said: 4..." when the agent defers.
+const agentSocket = "/run/altpostlocal/lmtp"
+
+// toAgent reports whether d is lmtp(8) handing mail to the agent, or
+// failing to reach it (relay=none): local delivery, not an outbound one.
+func toAgent(d delivery) bool {
+	return d.prog == "lmtp" && (strings.HasSuffix(d.relay, "["+agentSocket+"]") || d.relay == "none" && strings.Contains(d.reason, "["+agentSocket+"]"))
+}
+
 // agentTempfail is how pipe(8) logs the agent's exit 75 (EX_TEMPFAIL):
 // sys_exits' text for it, then the command's output if any.
 const agentTempfail = "temporary failure"
@@ -156,7 +167,7 @@ func Check(log string, queue []QueueEntry, e Expect) []Violation {
 
 // judge returns why one delivery record breaks a promise, or "".
 func judge(d delivery, e Expect, notice bool) string {
-	outbound := isOutbound(d.prog)
+	outbound := isOutbound(d.prog) && !toAgent(d)
 	forwarded := slices.Contains(e.Outbound, d.to)
 	if outbound && !forwarded && !notice {
 		return "relayed: Postfix's SMTP client delivered to a recipient no forward rule names"
@@ -173,6 +184,8 @@ func judge(d delivery, e Expect, notice bool) string {
 			return "a deferral with a permanent dsn=" + d.dsn
 		case d.prog == "pipe" && strings.HasPrefix(d.reason, agentTempfail):
 			return "" // the agent asked for it: exit 75
+		case toAgent(d) && strings.Contains(d.reason, "["+agentSocket+"] said: 4"):
+			return "" // the agent asked for it: a 4xx LMTP reply
 		case forwarded:
 			return "" // the smarthost's doing; Postfix retries
 		case containsAny(d.reason, e.Deferrals):

@@ -17,6 +17,11 @@ const (
 	received = pfx + "postfix/qmgr[34]: 6C19FC0EB2: from=<sender@outside.example>, size=1245, nrcpt=1 (queue active)\n"
 	sent     = pfx + "postfix/pipe[43]: 6C19FC0EB2: to=<me@e2e.example>, relay=altpostlocal, delay=0.03, delays=0.01/0/0/0.02, dsn=2.0.0, status=sent (delivered via altpostlocal service)\n"
 	removed  = pfx + "postfix/qmgr[34]: 6C19FC0EB2: removed\n"
+	// delivery: lmtp, the resident agent: delivered, deferred by it (shape),
+	// its socket refusing while it was down (shape).
+	lmtpSent    = pfx + "postfix/lmtp[65]: C061FFA763: to=<me@e2e.example>, relay=mail.e2e.example[/run/altpostlocal/lmtp], delay=0.07, delays=0.03/0.03/0/0.01, dsn=2.0.0, status=sent (250 2.0.0 <me@e2e.example> OK: queued)\n"
+	lmtpDefer   = pfx + "postfix/lmtp[65]: C061FFA763: to=<me@e2e.example>, relay=mail.e2e.example[/run/altpostlocal/lmtp], delay=0.07, delays=0.03/0.03/0/0.01, dsn=4.3.0, status=deferred (host mail.e2e.example[/run/altpostlocal/lmtp] said: 451 4.3.0 temporary failure (in reply to end of DATA command))\n"
+	lmtpRefused = pfx + "postfix/lmtp[65]: C061FFA763: to=<me@e2e.example>, relay=none, delay=0.07, delays=0.03/0.03/0/0, dsn=4.4.1, status=deferred (connect to mail.e2e.example[/run/altpostlocal/lmtp]: Connection refused)\n"
 	// The agent's exit 75: an unwritable Maildir, a full filesystem.
 	tempfail   = pfx + "postfix/pipe[62]: 6C19FC0EB2: to=<broken@e2e.example>, relay=altpostlocal, delay=0.12, delays=0.02/0/0/0.1, dsn=4.3.0, status=deferred (temporary failure)\n"
 	tempfail2  = pfx + "postfix/pipe[1976]: 6C19FC0EB2: to=<tiny@e2e.example>, relay=altpostlocal, delay=0.06, delays=0.02/0/0/0.04, dsn=4.3.0, status=deferred (temporary failure)\n"
@@ -74,6 +79,11 @@ func TestCheck(t *testing.T) {
 	}{
 		{name: "delivered", log: received + sent + removed},
 		{name: "the agent's deferral (exit 75) then delivery", log: received + tempfail + tempfail2 + sent + removed},
+		{name: "lmtp to the agent: its deferral then delivery", log: received + lmtpDefer + lmtpSent + removed},
+		{name: "lmtp: the agent down fires unless expected", log: received + lmtpRefused,
+			want: []string{"a deferral the agent did not ask for"}},
+		{name: "lmtp: the agent killed by the scenario", log: received + lmtpRefused + lmtpSent,
+			expect: Expect{Deferrals: []string{"/run/altpostlocal/lmtp]: Connection refused"}}},
 		{name: "a status line of another shape fires", log: received + bounceFail, want: []string{"a line the oracle cannot read"}},
 		{name: "relay refusal and agent line are no violation", log: refused + agentLog},
 		{name: "softbounce fires", log: received + softbounce,
