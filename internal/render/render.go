@@ -48,9 +48,9 @@ import (
 
 	"quietmx/internal/atomicfile"
 	"quietmx/internal/delivery"
-	"quietmx/internal/policy"
 	"quietmx/internal/loginguard"
 	"quietmx/internal/passwd"
+	"quietmx/internal/policy"
 	"quietmx/internal/rules"
 	"quietmx/internal/spec"
 )

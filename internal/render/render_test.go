@@ -17,8 +17,8 @@ import (
 	"testing"
 
 	"quietmx/internal/delivery"
-	"quietmx/internal/policy"
 	"quietmx/internal/passwd"
+	"quietmx/internal/policy"
 	"quietmx/internal/rules"
 	"quietmx/internal/spec"
 )
