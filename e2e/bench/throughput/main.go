@@ -118,6 +118,7 @@ type config struct {
 	jsonOut                 string
 	maxproc                 int
 	goCmd                   string
+	rcpt                    int
 }
 
 func main() {
@@ -137,6 +138,7 @@ func main() {
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write every run's figures to this file (JSON lines)")
 	flag.StringVar(&cfg.goCmd, "go", "", "go command to build the trivial pipe (default: go on PATH, else /usr/local/go/bin/go)")
 	flag.IntVar(&cfg.maxproc, "maxproc", 0, "diagnostic: limit the delivery service's processes (master.cf process_limit of altpostlocal-lmtp, altpostlocal, or virtual for d; 0 = as the image ships it, Postfix's default 100)")
+	flag.IntVar(&cfg.rcpt, "rcpt", 0, "also time this many RCPT TO commands of each kind over SMTP in variant b's container after its run (policy DUNNO, policy 550, relay refusal without the policy)")
 	printSpec := flag.Bool("print-spec", false, "print variant b's spec (quietmx.yaml) and exit")
 	flag.Parse()
 	if *printSpec {
@@ -223,9 +225,11 @@ type result struct {
 	DaemonRSSKB int    `json:"daemon_rss_kib"`
 	DaemonHWMKB int    `json:"daemon_peak_kib"`
 	Delivery    string `json:"delivery,omitempty"`
-	Load0       string `json:"load_start"`
-	Load1       string `json:"load_end"`
-	Problems    string `json:"problems,omitempty"`
+	// -rcpt: median and 90th percentile RCPT TO round trips, ms, by kind.
+	RCPT     map[string][2]float64 `json:"rcpt_ms,omitempty"`
+	Load0    string                `json:"load_start"`
+	Load1    string                `json:"load_end"`
+	Problems string                `json:"problems,omitempty"`
 }
 
 func (b *bench) run() error {
@@ -591,6 +595,11 @@ func (b *bench) once(v string, rep int) (result, error) {
 		problems = append(problems, fmt.Sprintf("%d oracle violations, the first: %s", len(vs), vs[0]))
 	}
 	r.DaemonRSSKB, r.DaemonHWMKB = daemonMemory(name)
+	if v == "b" && cfg.rcpt > 0 {
+		if r.RCPT, err = rcptLatency(smtpAddr, cfg.rcpt); err != nil {
+			problems = append(problems, "rcpt latency: "+err.Error())
+		}
+	}
 	if v == "a" || v == "b" || v == "p" {
 		if st.agentNotDelivered > 0 {
 			problems = append(problems, fmt.Sprintf("%d agent lines not outcome=delivered", st.agentNotDelivered))
@@ -685,6 +694,64 @@ func virtualSteps() [][]string {
 			"virtual_mailbox_limit = 0"},
 		{"postconf", "-M", "virtual/unix=virtual unix - n n - - virtual"},
 	}
+}
+
+// The RCPT kinds -rcpt times: an address of ours the policy service
+// answers DUNNO, one it refuses (550 5.1.1), and a foreign one refused by
+// smtpd_relay_restrictions before the policy service is asked.
+var rcptKinds = []struct{ kind, rcpt, code string }{
+	{"policy DUNNO", "user0042@" + domain, "250"},
+	{"policy 550 5.1.1", "gone@" + domain, "550"},
+	{"relay refused, no policy", "someone@foreign.example", "554"},
+}
+
+// rcptLatency times n RCPT TO round trips of each kind, interleaved, each
+// after its own MAIL FROM and followed by RSET; a session serves 8 (under
+// smtpd_soft_error_limit, past which Postfix delays its replies).
+func rcptLatency(addr string, n int) (map[string][2]float64, error) {
+	times := make([][]float64, len(rcptKinds))
+	var c *smtp.Client
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	for i := range n {
+		if i%8 == 0 {
+			if c != nil {
+				c.Quit()
+			}
+			var err error
+			if c, err = harness.Dial(addr, helo); err != nil {
+				return nil, err
+			}
+		}
+		for k, rk := range rcptKinds {
+			if err := c.Mail(sender, nil); err != nil {
+				return nil, err
+			}
+			t0 := time.Now()
+			err := c.Rcpt(rk.rcpt, nil)
+			d := time.Since(t0)
+			var se *smtp.SMTPError
+			switch {
+			case err == nil && rk.code == "250":
+			case errors.As(err, &se) && strconv.Itoa(se.Code) == rk.code:
+			default:
+				return nil, fmt.Errorf("RCPT TO:<%s>: %v, want %s", rk.rcpt, err, rk.code)
+			}
+			times[k] = append(times[k], float64(d.Microseconds())/1000)
+			if err := c.Reset(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out := map[string][2]float64{}
+	for k, rk := range rcptKinds {
+		sort.Float64s(times[k])
+		out[rk.kind] = [2]float64{median(times[k]), times[k][len(times[k])*9/10]}
+	}
+	return out, nil
 }
 
 // floorStep points the pipe(8) service's argv at the floor (variant c),
@@ -838,6 +905,8 @@ func bigRulesSpec(aliases, rematches int) string {
 	for i := range aliases {
 		fmt.Fprintf(&b, "    \"user%04d@%s\":\n      type: maildir\n      value: %s\n", i, domain, mailDir)
 	}
+	// One refused address, for -rcpt.
+	b.WriteString("    \"gone@" + domain + "\": {type: reject, text: \"This address is no longer in use\"}\n")
 	fmt.Fprintf(&b, "  default:\n    type: maildir\n    value: %s\n", mailDir)
 	return b.String()
 }
@@ -959,6 +1028,16 @@ func summary(cfg *config, rs []result) {
 	ratio("c", "d", "")
 	ratio("a", "p", "  (resident over pipe(8))")
 	ratio("b", "a", "  (2,000 aliases + 20 rematch over the default rules)")
+	for _, r := range rs {
+		if len(r.RCPT) == 0 {
+			continue
+		}
+		fmt.Printf("\nRCPT TO round trip over SMTP, %s#%d (median / 90th percentile, ms):\n", r.Variant, r.Rep)
+		for _, rk := range rcptKinds {
+			m := r.RCPT[rk.kind]
+			fmt.Printf("| %s | %.2f | %.2f |\n", rk.kind, m[0], m[1])
+		}
+	}
 	var problems int
 	for _, r := range rs {
 		if r.Problems != "" {
