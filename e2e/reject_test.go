@@ -103,15 +103,21 @@ func testReject(t *testing.T, delivery string) {
 
 	// 3. The policy service unreachable (its socket gone): Postfix asks
 	// in vain, accepts, and delivery passes over the reject to rescue.
+	// rescued sends a message to gone, which must be accepted and rescued
+	// as the rescue mailbox's n-th message.
+	rescued := func(id string, n int, why string) {
+		t.Helper()
+		msg := MessageOfSize(from, gone, id, 1024)
+		if err := a.Send(from, []string{gone}, msg); err != nil {
+			t.Fatalf("%s: %v (want accepted)", why, err)
+		}
+		got := a.Mailbox("rescue", n, 30*time.Second)
+		if c := got["<"+id+">"]; len(c) != 1 || !Intact(c[0], msg) {
+			t.Errorf("rescue: %d copies of the message sent %s, want 1 intact", len(c), why)
+		}
+	}
 	a.MustExec("rm", "/run/altpostlocal/policy")
-	down := MessageOfSize(from, gone, "rj-down@e2e", 1024)
-	if err := a.Send(from, []string{gone}, down); err != nil {
-		t.Fatalf("with the policy service down: %v (want accepted)", err)
-	}
-	got = a.Mailbox("rescue", 1, 30*time.Second)
-	if c := got["<rj-down@e2e>"]; len(c) != 1 || !Intact(c[0], down) {
-		t.Errorf("rescue: %d copies of the message accepted with the policy down, want 1 intact", len(c))
-	}
+	rescued("rj-down@e2e", 1, "with the policy service down")
 	if !strings.Contains(a.Logs(), "problem talking to server /run/altpostlocal/policy") {
 		t.Error("Postfix did not log its failure to reach the policy service")
 	}
@@ -126,14 +132,7 @@ func testReject(t *testing.T, delivery string) {
 		code, _ := a.Exec("test", "-S", "/run/altpostlocal/policy")
 		return code == 0
 	}, func() string { return "the restarted daemon has no policy socket" })
-	trial := MessageOfSize(from, gone, "rj-trial@e2e", 1024)
-	if err := a.Send(from, []string{gone}, trial); err != nil {
-		t.Fatalf("reject_mode: log: %v (want accepted)", err)
-	}
-	got = a.Mailbox("rescue", 2, 30*time.Second)
-	if c := got["<rj-trial@e2e>"]; len(c) != 1 || !Intact(c[0], trial) {
-		t.Errorf("rescue: %d copies of the trial-mode message, want 1 intact", len(c))
-	}
+	rescued("rj-trial@e2e", 2, "with reject_mode: log")
 	a.WaitLog(`decision="would reject" recipient=`+gone, 1, 10*time.Second)
 
 	a.WaitQueueEmpty(30 * time.Second)

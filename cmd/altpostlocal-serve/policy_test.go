@@ -4,32 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"quietmx/internal/rules"
 )
-
-// dialWait connects to a unix socket once it answers.
-func dialWait(t *testing.T, path string, stderr fmt.Stringer) net.Conn {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("unix", path)
-		if err == nil {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no socket %s: %v\n%s", path, err, stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // With -socket "" (delivery: pipe) serve answers the policy service only,
 // from the rules: a reject address gets 550 5.1.1, any other DUNNO, and
@@ -63,17 +44,7 @@ func TestServePolicyOnly(t *testing.T) {
 	if _, err := os.Stat(lmtpSocket); err == nil {
 		t.Error("an LMTP socket with -socket \"\"")
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exited:
-		if code != 0 {
-			t.Errorf("exit %d, want 0\n%s", code, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop on SIGTERM")
-	}
+	stopServe(t, exited, &stderr)
 	data, _ := os.ReadFile(logFile)
 	if !strings.Contains(string(data), "decision=reject recipient=gone@x") || strings.Contains(string(data), "me@x") {
 		t.Errorf("log = %q", data)
