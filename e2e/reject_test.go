@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,8 +32,9 @@ func rejectSpec(mode string) string {
 // the session's other recipient is accepted and delivered; with the policy
 // service unreachable, or with reject_mode: log, it is accepted and
 // delivery passes over the reject (to rescue here), never deferred or
-// bounced. In both delivery modes: the policy service is the resident
-// daemon's either way.
+// bounced. A stuck daemon (pipe mode, where it only answers the policy
+// service) is waited for 10 s, twice, then the same. In both delivery
+// modes: the policy service is the resident daemon's either way.
 func TestReject(t *testing.T) { forEachDelivery(t, testReject) }
 
 func testReject(t *testing.T, delivery string) {
@@ -127,12 +129,32 @@ func testReject(t *testing.T, delivery string) {
 	if err := a.killServe(); err != nil {
 		t.Fatal(err)
 	}
-	a.EditSpecAndWait(rejectSpec("  reject_mode: log\n"), "applied")
 	waitFor(t, 30*time.Second, func() bool {
 		code, _ := a.Exec("test", "-S", "/run/altpostlocal/policy")
 		return code == 0
 	}, func() string { return "the restarted daemon has no policy socket" })
-	rescued("rj-trial@e2e", 2, "with reject_mode: log")
+	if delivery == "pipe" {
+		// 3b. The daemon stuck (SIGSTOP; under pipe it delivers nothing):
+		// past the policy timeout Postfix accepts. About 20 s: two tries
+		// of 10 s.
+		ps, err := a.serveProcs()
+		if err != nil || len(ps) != 1 {
+			t.Fatalf("altpostlocal serve processes: %v (%v), want one", ps, err)
+		}
+		pid := strconv.Itoa(ps[0].pid)
+		a.MustExec("kill", "-STOP", pid)
+		t.Cleanup(func() { a.Exec("kill", "-CONT", pid) })
+		t0 := time.Now()
+		rescued("rj-stuck@e2e", 2, "with the policy service stuck")
+		t.Logf("accepted %v after RCPT with the policy service stuck", time.Since(t0).Round(time.Second))
+		a.MustExec("kill", "-CONT", pid)
+	}
+	a.EditSpecAndWait(rejectSpec("  reject_mode: log\n"), "applied")
+	n := 2
+	if delivery == "pipe" {
+		n = 3
+	}
+	rescued("rj-trial@e2e", n, "with reject_mode: log")
 	a.WaitLog(`decision="would reject" recipient=`+gone, 1, 10*time.Second)
 
 	a.WaitQueueEmpty(30 * time.Second)
