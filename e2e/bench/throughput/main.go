@@ -706,8 +706,9 @@ var rcptKinds = []struct{ kind, rcpt, code string }{
 }
 
 // rcptLatency times n RCPT TO round trips of each kind, interleaved, each
-// after its own MAIL FROM and followed by RSET; a session serves 8 (under
-// smtpd_soft_error_limit, past which Postfix delays its replies).
+// after its own MAIL FROM and followed by RSET. A session serves 3 rounds:
+// 6 refusals, under smtpd_soft_error_limit (10), past which Postfix
+// sleeps before each reply.
 func rcptLatency(addr string, n int) (map[string][2]float64, error) {
 	times := make([][]float64, len(rcptKinds))
 	var c *smtp.Client
@@ -717,7 +718,7 @@ func rcptLatency(addr string, n int) (map[string][2]float64, error) {
 		}
 	}()
 	for i := range n {
-		if i%8 == 0 {
+		if i%3 == 0 {
 			if c != nil {
 				c.Quit()
 			}
