@@ -68,9 +68,23 @@ type Options struct {
 	Network  string
 	Hostname string
 	SpecDir  string // reuse a spec directory (restarts)
+	// ClientLimits keeps port 25's per-client limits as the spec sets
+	// them. Every connection from the host reaches the appliance from one
+	// address (Docker's gateway), so by default Start lifts the limits
+	// (hostLimits) and the suite's streams are not throttled; the tests of
+	// the limits themselves set this.
+	ClientLimits bool
 	// Delivery is QUIETMX_DELIVERY ("": the spec's, else lmtp); see
 	// forEachDelivery.
 	Delivery string
+}
+
+// hostLimits lift port 25's per-client limits for the host's one address.
+var hostLimits = map[string]string{
+	"QUIETMX_SMTP_CONNECTIONS_PER_CLIENT": "20",
+	"QUIETMX_SMTP_CONNECTION_RATE":        "0",
+	"QUIETMX_SMTP_MESSAGE_RATE":           "0",
+	"QUIETMX_SMTP_RECIPIENT_RATE":         "0",
 }
 
 // deliveryModes are the spec's delivery: values, the default first.
@@ -128,6 +142,11 @@ func Start(t *testing.T, o Options) *Appliance {
 	}
 	if o.Delivery != "" {
 		env["QUIETMX_DELIVERY"] = o.Delivery
+	}
+	if !o.ClientLimits {
+		for k, v := range hostLimits {
+			env[k] = v
+		}
 	}
 	for k, v := range o.Env {
 		env[k] = v

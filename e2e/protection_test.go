@@ -88,7 +88,7 @@ func protectedAppliance(t *testing.T, env map[string]string) (*Appliance, string
 		t.Fatalf("docker network: %v", err)
 	}
 	t.Cleanup(func() { _ = nw.Remove(context.Background()) })
-	a := Start(t, Options{Spec: specHeader("me"), Files: specFiles(), Network: nw.Name, Env: env})
+	a := Start(t, Options{Spec: specHeader("me"), Files: specFiles(), Network: nw.Name, Env: env, ClientLimits: true})
 	ip, err := a.C.ContainerIP(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func (a *Appliance) memoryMiB() float64 {
 // at RCPT (postscreen logs PREGREET), and a sender that waits its turn is
 // let through and delivered.
 func TestProtectionPregreet(t *testing.T) {
-	a := Start(t, Options{Spec: specHeader("me"), Files: specFiles()})
+	a := Start(t, Options{Spec: specHeader("me"), Files: specFiles(), ClientLimits: true})
 	c, err := net.DialTimeout("tcp", a.SMTPAddr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func TestProtectionPregreet(t *testing.T) {
 // TestProtectionRateLimit: a client over its connection rate gets 421 4.7.0
 // at the banner, and the message it sends when it retries is delivered.
 func TestProtectionRateLimit(t *testing.T) {
-	a := Start(t, Options{Spec: specHeader("me"), Files: specFiles(), Env: map[string]string{"QUIETMX_SMTP_CONNECTION_RATE": "5"}})
+	a := Start(t, Options{Spec: specHeader("me"), Files: specFiles(), Env: map[string]string{"QUIETMX_SMTP_CONNECTION_RATE": "5"}, ClientLimits: true})
 	const from = "sender@outside.example"
 	// First connection: passes postscreen once (the host is one address).
 	a.MustSend(from, []string{addr("me")}, MessageOfSize(from, addr("me"), "rate-1@e2e", 512))
