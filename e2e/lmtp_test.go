@@ -80,10 +80,7 @@ func TestLMTPDaemon(t *testing.T) {
     me@e2e.example:
       type: maildir
       value: ` + maildirOf("me") + `
-`, Files: specFiles(),
-		// 10 sessions at once from one address (the host, through Docker's
-		// proxy): no per-client limits.
-		Env: map[string]string{"QUIETMX_SMTP_CONNECTIONS_PER_CLIENT": "20", "QUIETMX_SMTP_CONNECTION_RATE": "0", "QUIETMX_SMTP_MESSAGE_RATE": "0", "QUIETMX_SMTP_RECIPIENT_RATE": "0"}})
+`, Files: specFiles()})
 	const from = "sender@outside.example"
 
 	ps, err := a.serveProcs()
