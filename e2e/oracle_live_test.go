@@ -18,8 +18,11 @@ const agentPath = "/usr/local/bin/altpostlocal"
 // id the oracle must report it (soft_bounce turns the bounce into
 // status=SOFTBOUNCE, a deferral). With the real agent back, the same
 // message is delivered: the safety net kept it.
+//
+// It runs with delivery: pipe, where the exit code is the verdict (the
+// resident daemon answers only 250 or 4xx).
 func TestOracleFires(t *testing.T) {
-	a := Start(t, Options{Spec: specHeader("me"), Files: specFiles()})
+	a := Start(t, Options{Spec: specHeader("me"), Files: specFiles(), Delivery: "pipe"})
 	const from = "sender@outside.example"
 
 	// A clean appliance first: the oracle has nothing to say.
