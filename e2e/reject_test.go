@@ -142,12 +142,18 @@ func testReject(t *testing.T, delivery string) {
 			t.Fatalf("altpostlocal serve processes: %v (%v), want one", ps, err)
 		}
 		pid := strconv.Itoa(ps[0].pid)
-		a.MustExec("kill", "-STOP", pid)
-		t.Cleanup(func() { a.Exec("kill", "-CONT", pid) })
+		signal := func(sig string) int {
+			code, _ := a.Exec("sh", "-c", `kill -"$1" "$2"`, "sh", sig, pid) // no kill(1) in the image
+			return code
+		}
+		if code := signal("STOP"); code != 0 {
+			t.Fatalf("kill -STOP %s: exit %d", pid, code)
+		}
+		t.Cleanup(func() { signal("CONT") })
 		t0 := time.Now()
 		rescued("rj-stuck@e2e", 2, "with the policy service stuck")
 		t.Logf("accepted %v after RCPT with the policy service stuck", time.Since(t0).Round(time.Second))
-		a.MustExec("kill", "-CONT", pid)
+		signal("CONT")
 	}
 	a.EditSpecAndWait(rejectSpec("  reject_mode: log\n"), "applied")
 	n := 2
