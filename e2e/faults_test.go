@@ -50,8 +50,10 @@ func neverBounceSpec(extra string) string {
 // replaced by invalid YAML and an invalid spec edit: every SMTP transaction
 // succeeds, every message is rescued, delivered (with the last valid rules)
 // or held and delivered once fixed, and no bounce is ever made.
-func TestNeverBounce(t *testing.T) {
-	a := Start(t, Options{Spec: neverBounceSpec(""), Files: specFiles()})
+func TestNeverBounce(t *testing.T) { forEachDelivery(t, testNeverBounce) }
+
+func testNeverBounce(t *testing.T, delivery string) {
+	a := Start(t, Options{Spec: neverBounceSpec(""), Files: specFiles(), Delivery: delivery})
 	const from = "sender@outside.example"
 	sent := map[string][]byte{} // Message-ID → message
 	send := func(to, id string) {
@@ -186,7 +188,9 @@ echo "kills=$n"
 // during a stream of deliveries loses nothing and shows nothing partial;
 // a full filesystem (a tiny tmpfs, real ENOSPC) rescues or defers, and a
 // deferred message is delivered once space returns.
-func TestFaultInjection(t *testing.T) {
+func TestFaultInjection(t *testing.T) { forEachDelivery(t, testFaultInjection) }
+
+func testFaultInjection(t *testing.T, delivery string) {
 	const tinyDir = "/var/mail/vmail/tiny"
 	spec := func(rescue string) string {
 		return specHeader("me", "rescue", "tiny="+tinyDir+"/Maildir") + `rules:
@@ -201,9 +205,10 @@ func TestFaultInjection(t *testing.T) {
 `
 	}
 	a := Start(t, Options{
-		Spec:  spec(rescueMaildir + "/new"),
-		Files: specFiles(),
-		Tmpfs: map[string]string{tinyDir: "size=64k,nr_inodes=64,uid=5000,gid=5000,mode=0700"},
+		Spec:     spec(rescueMaildir + "/new"),
+		Files:    specFiles(),
+		Tmpfs:    map[string]string{tinyDir: "size=64k,nr_inodes=64,uid=5000,gid=5000,mode=0700"},
+		Delivery: delivery,
 	})
 	const from = "sender@outside.example"
 

@@ -74,6 +74,9 @@ type Options struct {
 	// (hostLimits) and the suite's streams are not throttled; the tests of
 	// the limits themselves set this.
 	ClientLimits bool
+	// Delivery is QUIETMX_DELIVERY ("": the spec's, else lmtp); see
+	// forEachDelivery.
+	Delivery string
 }
 
 // hostLimits lift port 25's per-client limits for the host's one address.
@@ -82,6 +85,18 @@ var hostLimits = map[string]string{
 	"QUIETMX_SMTP_CONNECTION_RATE":        "0",
 	"QUIETMX_SMTP_MESSAGE_RATE":           "0",
 	"QUIETMX_SMTP_RECIPIENT_RATE":         "0",
+}
+
+// deliveryModes are the spec's delivery: values, the default first.
+var deliveryModes = []string{"lmtp", "pipe"}
+
+// forEachDelivery runs test once per delivery mode, as subtests named
+// after the mode: a test of the promises (never a bounce, routing, faults)
+// holds for both ways Postfix hands mail to the agent.
+func forEachDelivery(t *testing.T, test func(t *testing.T, delivery string)) {
+	for _, mode := range deliveryModes {
+		t.Run(mode, func(t *testing.T) { test(t, mode) })
+	}
 }
 
 // Appliance is a running container.
@@ -124,6 +139,9 @@ func Start(t *testing.T, o Options) *Appliance {
 	env := map[string]string{}
 	if _, ok := o.Files["quietmx.yaml"]; ok || o.Spec != "" {
 		env["QUIETMX_SPEC"] = "/etc/quietmx/appliance/quietmx.yaml"
+	}
+	if o.Delivery != "" {
+		env["QUIETMX_DELIVERY"] = o.Delivery
 	}
 	if !o.ClientLimits {
 		for k, v := range hostLimits {

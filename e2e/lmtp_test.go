@@ -16,24 +16,16 @@ import (
 	"time"
 
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
-)
 
-// findServe prints "PID UID RSS_KB" of every running `altpostlocal serve`
-// (the image has no ps or pkill).
-const findServe = `for p in /proc/[0-9]*; do
-  c=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
-  case "$c" in "/usr/local/bin/altpostlocal serve "*)
-    uid=$(awk '/^Uid:/ {print $2}' "$p/status"); rss=$(awk '/^VmRSS:/ {print $2}' "$p/status")
-    echo "${p#/proc/} $uid $rss";;
-  esac
-done`
+	"quietmx/e2e/harness"
+)
 
 type serveProc struct{ pid, uid, rssKB int }
 
 // serveProcs lists the running daemons. It may run outside the test's
 // goroutine: it reports errors instead of failing the test.
 func (a *Appliance) serveProcs() ([]serveProc, error) {
-	out, err := a.shell(findServe)
+	out, err := a.shell(harness.FindServe)
 	var ps []serveProc
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		var p serveProc

@@ -17,11 +17,12 @@ const agentPath = "/usr/local/bin/altpostlocal"
 // message is sent, and once Postfix has logged its verdict for that queue
 // id the oracle must report it (soft_bounce turns the bounce into
 // status=SOFTBOUNCE, a deferral). With the real agent back, the same
-// message is delivered: the safety net kept it. It runs with delivery:
-// pipe, where Postfix execs the agent per recipient; the oracle's reading
-// of the resident agent's LMTP lines is unit-tested in e2e/oracle.
+// message is delivered: the safety net kept it.
+//
+// It runs with delivery: pipe, where the exit code is the verdict (the
+// resident daemon answers only 250 or 4xx).
 func TestOracleFires(t *testing.T) {
-	a := Start(t, Options{Spec: specHeader("me"), Files: specFiles(), Env: map[string]string{"QUIETMX_DELIVERY": "pipe"}})
+	a := Start(t, Options{Spec: specHeader("me"), Files: specFiles(), Delivery: "pipe"})
 	const from = "sender@outside.example"
 
 	// A clean appliance first: the oracle has nothing to say.

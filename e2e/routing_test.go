@@ -254,8 +254,10 @@ var routeCases = []routeCase{
 // and a regexp extension, exact addr= keys, rematch and default, each
 // message landing where its key says, and `quietmx explain` naming the
 // same key as the delivery.
-func TestRouting(t *testing.T) {
-	a := Start(t, Options{Spec: routingSpec, Files: rtFiles(nil)})
+func TestRouting(t *testing.T) { forEachDelivery(t, testRouting) }
+
+func testRouting(t *testing.T, delivery string) {
+	a := Start(t, Options{Spec: routingSpec, Files: rtFiles(nil), Delivery: delivery})
 	const sender = "router@outside.example"
 	for i, rc := range routeCases {
 		a.MustSend(sender, []string{rc.rcpt}, Message(sender, rc.rcpt, fmt.Sprintf("route-%02d %s", i, rc.rcpt), "routing test"))

@@ -1,7 +1,12 @@
 // Command altpostlocal-serve is `altpostlocal serve`: the delivery agent
-// as a resident LMTP server for Postfix's lmtp(8) (package lmtp):
+// as a resident LMTP server for Postfix's lmtp(8) (package lmtp), and the
+// SMTPD policy service that refuses reject addresses at RCPT time (package
+// policy), both from one set of rules kept loaded:
 //
-//	altpostlocal-serve [-c RULES] [-socket PATH] [-log DEST] [-deadline D] [-max-size N]
+//	altpostlocal-serve [-c RULES] [-socket PATH] [-policy-socket PATH] [-log DEST] [-deadline D] [-max-size N]
+//
+// -socket "" answers no LMTP (delivery: pipe, where only the policy
+// service runs).
 //
 // It is a binary of its own so that the agent pipe(8) runs once per
 // recipient stays small: the server's packages (net, go-smtp, crypto/tls)
@@ -14,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -27,9 +33,8 @@ import (
 )
 
 // PolicyServer serves the SMTP policy protocol on l with the daemon's
-// rules until ctx ends. It is nil until the policy service is wired in;
-// -policy-socket then only warns.
-var PolicyServer func(ctx context.Context, l net.Listener, current func() *rules.Set, logf func(string, ...any)) error
+// rules until ctx ends, its decisions logged to log (policy.go sets it).
+var PolicyServer func(ctx context.Context, l net.Listener, current func() *rules.Set, log *slog.Logger, logf func(string, ...any)) error
 
 func main() {
 	args := os.Args[1:]
@@ -46,7 +51,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("altpostlocal serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("c", "", "rule file (default $ALTPOSTLOCAL_CONFIG, else "+delivery.DefaultRules+")")
-	socket := fs.String("socket", delivery.DefaultSocket, "unix socket to answer LMTP on")
+	socket := fs.String("socket", delivery.DefaultSocket, "unix socket to answer LMTP on (\"\": none)")
 	policy := fs.String("policy-socket", "", "unix socket to answer the SMTP policy protocol on (optional)")
 	logDest := fs.String("log", delivery.DefaultLog, "delivery lines: syslog, stderr, unix:PATH or a file")
 	deadline := fs.Duration("deadline", lmtp.DefaultDeadline, "per-message deadline; past it, recipients not answered get 451")
@@ -73,22 +78,29 @@ func serve(args []string, stderr io.Writer) int {
 	// may stop us cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	l, err := lmtp.Listen(*socket)
-	if err != nil {
-		logf("%v", err)
+	if *socket == "" && *policy == "" {
+		logf("nothing to serve: -socket and -policy-socket are both empty")
 		return 2
 	}
+	served := make(chan error, 2)
 	if *policy != "" {
-		if err := startPolicy(ctx, *policy, live, logf); err != nil {
+		if err := startPolicy(ctx, *policy, live, log, logf, served); err != nil {
 			logf("%v", err)
 			return 2
 		}
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	logf("answering LMTP on %s (rules %s)", *socket, live.Path())
+	if *socket != "" {
+		l, err := lmtp.Listen(*socket)
+		if err != nil {
+			logf("%v", err)
+			return 2
+		}
+		go func() { served <- srv.Serve(l) }()
+		logf("answering LMTP on %s (rules %s)", *socket, live.Path())
+	}
 	select {
 	case err := <-served:
+		// The supervisor restarts us: better than serving half.
 		logf("stopped: %v", err)
 		return 1
 	case <-ctx.Done():
@@ -103,8 +115,8 @@ func serve(args []string, stderr io.Writer) int {
 }
 
 // startPolicy serves the policy protocol beside LMTP, from the same
-// rules, when the policy service is built in.
-func startPolicy(ctx context.Context, path string, live *rules.Live, logf func(string, ...any)) error {
+// rules; served receives why it stopped before ctx ended.
+func startPolicy(ctx context.Context, path string, live *rules.Live, log *slog.Logger, logf func(string, ...any), served chan<- error) error {
 	if PolicyServer == nil {
 		logf("warning: -policy-socket %s ignored: this build has no policy service", path)
 		return nil
@@ -114,9 +126,10 @@ func startPolicy(ctx context.Context, path string, live *rules.Live, logf func(s
 		return fmt.Errorf("policy: %w", err)
 	}
 	go func() {
-		if err := PolicyServer(ctx, l, live.Set, logf); err != nil {
-			logf("policy service stopped: %v", err)
+		if err := PolicyServer(ctx, l, live.Set, log, logf); err != nil && ctx.Err() == nil {
+			served <- fmt.Errorf("policy service: %w", err)
 		}
 	}()
+	logf("answering the SMTPD access policy on %s (rules %s)", path, live.Path())
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -46,34 +47,13 @@ func TestServe(t *testing.T) {
 	exited := make(chan int, 1)
 	go func() { exited <- serve([]string{"-c", rulesFile, "-socket", socket, "-log", logFile}, &stderr) }()
 
-	var conn net.Conn
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var err error
-		if conn, err = net.Dial("unix", socket); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no socket: %v\n%s", err, stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	conn := dialWait(t, socket, &stderr)
 	c := smtp.NewClientLMTP(conn)
 	if err := c.SendMail("s@x", []string{"r@x"}, strings.NewReader("Received: by mx (Postfix) id QQ42\r\nSubject: s\r\n\r\nbody\r\n")); err != nil {
 		t.Fatalf("LMTP: %v", err)
 	}
 	c.Close()
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exited:
-		if code != 0 {
-			t.Errorf("exit %d, want 0\n%s", code, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop on SIGTERM")
-	}
+	stopServe(t, exited, &stderr)
 	data, _ := os.ReadFile(logFile)
 	if !strings.Contains(string(data), "msg=delivery queue_id=QQ42 sender=s@x recipient=r@x") || !strings.Contains(string(data), "outcome=delivered exit=0") {
 		t.Errorf("log = %q", data)
@@ -83,6 +63,38 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "answering LMTP on "+socket) || !strings.Contains(stderr.String(), "stopped") {
 		t.Errorf("stderr:\n%s", stderr.String())
+	}
+}
+
+// dialWait connects to a unix socket once it answers.
+func dialWait(t *testing.T, path string, stderr fmt.Stringer) net.Conn {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no socket %s: %v\n%s", path, err, stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stopServe sends SIGTERM and waits for serve to exit 0.
+func stopServe(t *testing.T, exited <-chan int, stderr fmt.Stringer) {
+	t.Helper()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("exit %d, want 0\n%s", code, stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
 	}
 }
 

@@ -10,9 +10,10 @@
 //	altpostlocal explain [-c RULES] [-f SENDER] [--json] ADDRESS...
 //	altpostlocal compile [-c RULES]
 //
-// and the same agent as a resident LMTP server for Postfix's lmtp(8):
+// and the same agent as a resident LMTP server for Postfix's lmtp(8) and
+// SMTPD policy service for smtpd's RCPT-time check:
 //
-//	altpostlocal serve [-c RULES] [-socket PATH] [-log DEST] [-deadline D]
+//	altpostlocal serve [-c RULES] [-socket PATH] [-policy-socket PATH] [-log DEST] [-deadline D]
 //
 // In delivery mode the only exit codes are 0 and 75 (EX_TEMPFAIL): every
 // other code makes Postfix bounce, and this agent never bounces.

@@ -133,3 +133,13 @@ func Until(within, every time.Duration, check func() (done bool, err error)) err
 		time.Sleep(min(every, time.Until(deadline)+time.Millisecond))
 	}
 }
+
+// FindServe is a shell script for the appliance container (which has no
+// ps or pkill): it prints "PID UID RSS_KIB PEAK_KIB" for every running
+// `altpostlocal serve`, the resident daemon.
+const FindServe = `for p in /proc/[0-9]*; do
+  c=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+  case "$c" in "/usr/local/bin/altpostlocal serve "*)
+    echo "${p#/proc/} $(awk '/^Uid:/ {u=$2} /^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {print u, r, h}' "$p/status")";;
+  esac
+done`

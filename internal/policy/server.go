@@ -14,6 +14,11 @@ import (
 	"quietmx/internal/rules"
 )
 
+// DefaultSocket is where the resident agent (altpostlocal serve) answers
+// smtpd's check_policy_service, beside its LMTP socket: the directory
+// decides who may connect.
+const DefaultSocket = "/run/altpostlocal/policy"
+
 // Default timeouts. Postfix closes an idle policy connection after
 // smtpd_policy_service_max_idle (300s): waiting longer means the service
 // never closes a connection Postfix still counts on.

@@ -50,6 +50,7 @@ import (
 	"quietmx/internal/delivery"
 	"quietmx/internal/loginguard"
 	"quietmx/internal/passwd"
+	"quietmx/internal/policy"
 	"quietmx/internal/rules"
 	"quietmx/internal/spec"
 )
@@ -264,6 +265,7 @@ type data struct {
 	Deadline      string
 	TimeLimit     string
 	AgentSocket   string
+	PolicySocket  string
 	PostfixDir    string
 	DovecotConf   string
 	PasswdFile    string
@@ -305,6 +307,7 @@ func newData(s *spec.Spec, o Options) *data {
 		Deadline:      AgentDeadline,
 		TimeLimit:     AgentTimeLimit,
 		AgentSocket:   delivery.DefaultSocket,
+		PolicySocket:  policy.DefaultSocket,
 		PostfixDir:    live("postfix"),
 		DovecotConf:   live(DovecotConf),
 		PasswdFile:    live(PasswdFile),

@@ -18,6 +18,7 @@ import (
 
 	"quietmx/internal/delivery"
 	"quietmx/internal/passwd"
+	"quietmx/internal/policy"
 	"quietmx/internal/rules"
 	"quietmx/internal/spec"
 )
@@ -266,12 +267,31 @@ func TestRealTools(t *testing.T) {
 				postfixCheck(t, out)
 			}
 			nullSenderDiscarded(t, out)
+			policyService(t, out)
 			if c.delivery == spec.DeliveryPipe {
 				agentServiceArgs(t, out)
 			} else {
 				agentLMTPService(t, out)
 			}
 		})
+	}
+}
+
+// policyService reads the recipient restrictions back through the real
+// postconf: after the relay check, the agent's policy service, whose
+// failure (down, stuck past the timeout) is DUNNO, never the default 451
+// for every recipient.
+func policyService(t *testing.T, out string) {
+	t.Helper()
+	pf := filepath.Join(out, "postfix")
+	for param, want := range map[string]string{
+		"smtpd_relay_restrictions":     "reject_unauth_destination",
+		"smtpd_recipient_restrictions": "check_policy_service { unix:" + policy.DefaultSocket + ", timeout=10s, default_action=DUNNO }",
+	} {
+		got, err := exec.Command("postconf", "-c", pf, "-h", param).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(got)) != want {
+			t.Errorf("postconf -h %s: %v %q, want %q", param, err, got, want)
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"quietmx/internal/delivery"
+	"quietmx/internal/policy"
 	"quietmx/internal/render"
 	"quietmx/internal/spec"
 )
@@ -25,6 +26,7 @@ import (
 // agentCmd is how the daemon is started; equal values need no restart.
 type agentCmd struct {
 	args     string // argv, NUL-separated (comparable); "": no daemon
+	lmtp     string // the LMTP socket, "" when delivery is through pipe(8)
 	uid, gid int
 }
 
@@ -44,19 +46,22 @@ func splitNUL(s string) []string {
 	return append(out, s[start:])
 }
 
-// agentCmdFor is the daemon's command for sp, none when sp delivers
-// through pipe(8).
+// agentCmdFor is the daemon's command for sp. It always answers smtpd's
+// policy requests (reject addresses are refused at RCPT); it answers LMTP
+// unless sp delivers through pipe(8).
 func agentCmdFor(sp *spec.Spec, agent, live string) agentCmd {
-	if sp.Delivery == spec.DeliveryPipe {
-		return agentCmd{uid: sp.Vmail.UID, gid: sp.Vmail.GID}
-	}
 	// The cap only guards memory: LMTP's CRLF can double a message of
 	// empty lines, and Postfix has enforced message_size_limit already.
 	max := 2*sp.Limits.MessageSize + 1<<20
+	socket := delivery.DefaultSocket
+	if sp.Delivery == spec.DeliveryPipe {
+		socket = ""
+	}
 	// altpostlocal execs altpostlocal-serve, keeping this command line.
 	args := []string{agent, "serve",
 		"-c", filepath.Join(live, render.RulesFile),
-		"-socket", delivery.DefaultSocket,
+		"-socket", socket,
+		"-policy-socket", policy.DefaultSocket,
 		"-deadline", render.AgentDeadline,
 		"-max-size", strconv.FormatInt(max, 10),
 	}
@@ -64,7 +69,7 @@ func agentCmdFor(sp *spec.Spec, agent, live string) agentCmd {
 	for _, a := range args[1:] {
 		s += "\x00" + a
 	}
-	return agentCmd{args: s, uid: sp.Vmail.UID, gid: sp.Vmail.GID}
+	return agentCmd{args: s, lmtp: socket, uid: sp.Vmail.UID, gid: sp.Vmail.GID}
 }
 
 // agentd keeps one daemon running with the wanted command.
@@ -209,7 +214,13 @@ func (s *Supervisor) withAgent(svc Services, current func() *spec.Spec) Services
 	}
 	cmd := func() agentCmd { return agentCmdFor(current(), agent, s.live) }
 	d := newAgentd(s.startAgent, s.opt.StopGrace, s.logf, s.fail)
-	d.restarted = func() { go guard("the agent's queue flush", s.fail, s.flushAfterRestart) }
+	d.restarted = func() {
+		// Only delivery over LMTP was suspended; the policy service's
+		// absence deferred nothing.
+		if cmd().lmtp != "" {
+			go guard("the agent's queue flush", s.fail, s.flushAfterRestart)
+		}
+	}
 	return &agentServices{Services: svc, d: d, cmd: cmd, dir: filepath.Dir(delivery.DefaultSocket), warnf: s.logf}
 }
 
@@ -271,20 +282,28 @@ func (w *agentServices) Start() error {
 	return w.Services.Start()
 }
 
-// Ready also waits for the daemon's socket: mail arriving before it
-// answers would wait in the deferred queue for minutes. A daemon that
-// does not answer only warns: Postfix takes mail in and defers it, and
-// the keeper goes on restarting the daemon.
+// Ready also waits for the daemon's sockets: mail arriving before LMTP
+// answers would wait in the deferred queue for minutes, and before the
+// policy service answers a reject address is accepted (and passed over at
+// delivery). A daemon that does not answer only warns: Postfix takes mail
+// in and defers it, and the keeper goes on restarting the daemon.
 func (w *agentServices) Ready(limit time.Duration) error {
 	t0 := time.Now()
 	if err := w.Services.Ready(limit); err != nil {
 		return err
 	}
-	if w.cmd().none() {
+	c := w.cmd()
+	if c.none() {
 		return nil
 	}
-	if err := waitSocket(delivery.DefaultSocket, max(limit-time.Since(t0), time.Second)); err != nil {
-		w.warnf("warning: altpostlocal serve not answering on %s after %v (%v): mail is deferred until it does", delivery.DefaultSocket, limit, err)
+	if c.lmtp != "" {
+		if err := waitSocket(c.lmtp, max(limit-time.Since(t0), time.Second)); err != nil {
+			w.warnf("warning: altpostlocal serve not answering on %s after %v (%v): mail is deferred until it does", c.lmtp, limit, err)
+			return nil
+		}
+	}
+	if err := waitSocket(policy.DefaultSocket, max(limit-time.Since(t0), time.Second)); err != nil {
+		w.warnf("warning: altpostlocal serve not answering on %s after %v (%v): reject addresses are accepted until it does", policy.DefaultSocket, limit, err)
 	}
 	return nil
 }

@@ -130,22 +130,25 @@ func TestAgentdFollowsTheSpec(t *testing.T) {
 	if got := recv(t, f.starts, "restart"); got != bigger || !strings.Contains(strings.Join(got.argv(), " "), "-max-size 1048616") {
 		t.Errorf("restarted with %q", got.argv())
 	}
-	// delivery: pipe: no daemon at all.
+	// delivery: pipe: the daemon answers the policy service only.
 	sp.Delivery = spec.DeliveryPipe
-	d.set(agentCmdFor(sp, "/bin/agent", "/live"))
+	policyOnly := agentCmdFor(sp, "/bin/agent", "/live")
+	d.set(policyOnly)
 	if got := recv(t, f.signals, "signal"); got != "terminated 2" {
 		t.Errorf("signal %q", got)
 	}
-	d.stop()
-	select {
-	case c := <-f.starts:
-		t.Errorf("started in pipe mode: %+v", c)
-	default:
+	if got := recv(t, f.starts, "restart"); got != policyOnly || got.lmtp != "" || !strings.Contains(strings.Join(got.argv(), " "), "-socket  -policy-socket /run/altpostlocal/policy") {
+		t.Errorf("pipe mode started with %q", got.argv())
 	}
-	// And back: started again.
+	// And back: started again with LMTP.
 	sp.Delivery = spec.DeliveryLMTP
 	d.set(agentCmdFor(sp, "/bin/agent", "/live"))
-	recv(t, f.starts, "start")
+	if got := recv(t, f.signals, "signal"); got != "terminated 3" {
+		t.Errorf("signal %q", got)
+	}
+	if got := recv(t, f.starts, "restart"); got.lmtp != "/run/altpostlocal/lmtp" {
+		t.Errorf("lmtp mode started with %q", got.argv())
+	}
 	d.stop()
 }
 
@@ -170,7 +173,7 @@ func TestAgentdRetriesFailedStart(t *testing.T) {
 func TestAgentCmd(t *testing.T) {
 	sp := &spec.Spec{Limits: spec.Limits{MessageSize: 50 << 20}, Vmail: spec.Vmail{UID: 5000, GID: 5000}}
 	got := strings.Join(agentCmdFor(sp, "/usr/local/bin/altpostlocal", "/etc/quietmx/live").argv(), " ")
-	want := "/usr/local/bin/altpostlocal serve -c /etc/quietmx/live/altpostlocal/altpostlocal.yaml -socket /run/altpostlocal/lmtp -deadline 300s -max-size 105906176"
+	want := "/usr/local/bin/altpostlocal serve -c /etc/quietmx/live/altpostlocal/altpostlocal.yaml -socket /run/altpostlocal/lmtp -policy-socket /run/altpostlocal/policy -deadline 300s -max-size 105906176"
 	if got != want {
 		t.Errorf("argv\n%s\nwant\n%s", got, want)
 	}
