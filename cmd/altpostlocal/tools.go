@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"quietmx/internal/authres"
 	"quietmx/internal/check"
 	"quietmx/internal/delivery"
 	"quietmx/internal/explain"
@@ -97,10 +98,11 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	config := fs.String("c", "", "rule file (default $ALTPOSTLOCAL_CONFIG, else "+delivery.DefaultRules+")")
 	sender := fs.String("f", "", "envelope sender to show in ${sender}")
 	asJSON := fs.Bool("json", false, "print JSON")
+	auth := fs.String("auth", "", "a sender-authentication verdict, e.g. dmarc=fail or \"spf=pass, dmarc=fail policy.dmarc=quarantine\": show what dmarc_fail: does with it")
 	sendmail := fs.String("sendmail", "/usr/sbin/sendmail", "sendmail path, as delivery uses it")
 	fwd := fs.String("forward-sender", "", "envelope sender for forwards, as delivery uses it")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: altpostlocal explain [-c RULES] [-f SENDER] [--json] ADDRESS...")
+		fmt.Fprintln(stderr, "usage: altpostlocal explain [-c RULES] [-f SENDER] [--auth VERDICT] [--json] ADDRESS...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -110,6 +112,15 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
+	var verdict *authres.Verdict
+	if *auth != "" {
+		v, err := authres.ParseVerdict(*auth)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: --auth: %v\n", "altpostlocal explain", err)
+			return 2
+		}
+		verdict = &v
+	}
 	path := rulesPath(*config)
 	// The same loader as delivery: a broken file explains with the last
 	// valid snapshot, exactly as the next delivery would route.
@@ -118,7 +129,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "altpostlocal explain: %v\n", err)
 		return 1
 	}
-	reports := explain.Explain(loaded.Set, *sender, fs.Args(), *sendmail, *fwd)
+	reports := explain.ExplainAuth(loaded.Set, *sender, fs.Args(), *sendmail, *fwd, verdict)
 	for i := range reports {
 		reports[i].Stale = loaded.Reason
 		if reports[i].Sender == "" {

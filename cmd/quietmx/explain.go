@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 
+	"quietmx/internal/authres"
 	"quietmx/internal/explain"
 	"quietmx/internal/render"
 	"quietmx/internal/rules"
@@ -22,8 +23,9 @@ func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	config := fs.String("c", filepath.Join(render.DefaultLive, render.RulesFile), "the rule file")
 	sender := fs.String("f", "", "envelope sender to show in ${sender}")
 	asJSON := fs.Bool("json", false, "print JSON")
+	auth := fs.String("auth", "", "a sender-authentication verdict, e.g. dmarc=fail or \"spf=pass, dmarc=fail policy.dmarc=quarantine\": show what dmarc_fail: does with it")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: quietmx explain [--spec FILE | -c RULES] [-f SENDER] [--json] ADDRESS...")
+		fmt.Fprintln(stderr, "usage: quietmx explain [--spec FILE | -c RULES] [-f SENDER] [--auth VERDICT] [--json] ADDRESS...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -32,6 +34,15 @@ func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return 2
+	}
+	var verdict *authres.Verdict
+	if *auth != "" {
+		v, err := authres.ParseVerdict(*auth)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: --auth: %v\n", "quietmx explain", err)
+			return 2
+		}
+		verdict = &v
 	}
 	var set *rules.Set
 	stale := ""
@@ -49,7 +60,7 @@ func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		set, stale = loaded.Set, loaded.Reason
 	}
-	reports := explain.Explain(set, *sender, fs.Args(), "/usr/sbin/sendmail", "")
+	reports := explain.ExplainAuth(set, *sender, fs.Args(), "/usr/sbin/sendmail", "", verdict)
 	for i := range reports {
 		reports[i].Stale = stale
 	}

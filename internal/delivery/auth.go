@@ -28,10 +28,10 @@ func (r *runner) authFor(rcpt string) (d authres.Disposition, note string) {
 	return d, "dmarc:fail→" + string(d)
 }
 
-// intoJunk returns the plan with every maildir delivery (onerror lists
+// IntoJunk returns the plan with every maildir delivery (onerror lists
 // too) sent to the Junk folder. The actions are copies: the rule set is
 // shared by concurrent deliveries and must not change.
-func intoJunk(plan []route.Planned) []route.Planned {
+func IntoJunk(plan []route.Planned) []route.Planned {
 	out := make([]route.Planned, len(plan))
 	for i, pl := range plan {
 		out[i] = pl
@@ -41,7 +41,7 @@ func intoJunk(plan []route.Planned) []route.Planned {
 			out[i].Action = &a
 		}
 		if len(pl.OnError) > 0 {
-			out[i].OnError = intoJunk(pl.OnError)
+			out[i].OnError = IntoJunk(pl.OnError)
 		}
 	}
 	return out

@@ -34,8 +34,8 @@ dmarc_fail:
 	fail := "spf=fail smtp.mailfrom=x@bank.example; dkim=none; dmarc=fail policy.dmarc=reject header.from=bank.example"
 	for _, tc := range []struct {
 		name, msg, rcpt, dir string
-		junk             bool
-		note             string
+		junk                 bool
+		note                 string
 	}{
 		{"junk", ar("mx.example.com", fail), "me@example.com", "me", true, "dmarc:fail→junk"},
 		{"refuse becomes junk", ar("mx.example.com", fail), "you@example.com", "you", true, "dmarc:fail→junk"},

@@ -244,7 +244,7 @@ func (r *runner) recipient(rcpt string) (Record, error) {
 	if disp, note := r.authFor(rcpt); note != "" {
 		rec.Auth = note
 		if disp == authres.Junk {
-			actions = intoJunk(actions)
+			actions = IntoJunk(actions)
 		}
 	}
 	rec.Outcome = Dropped

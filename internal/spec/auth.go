@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"fmt"
+
 	"go.yaml.in/yaml/v3"
 
 	"quietmx/internal/authres"
@@ -47,6 +49,27 @@ func (l *loader) resolveAuth() {
 	for _, m := range l.mailboxAuth {
 		p := index("mailboxes", m.index) + ".auth"
 		l.s.Mailboxes[m.index].Auth, _ = authres.ParseMethods(l.Doc, m.node, p, l.s.Auth)
+	}
+}
+
+// warnDMARCFail warns when the rule file asks for Junk or a refusal on a
+// DMARC failure but no mailbox has DMARC checked: the setting would never
+// act.
+func (l *loader) warnDMARCFail() {
+	set := l.s.Rules.Set
+	if set == nil || l.s.Auth.DMARC {
+		return
+	}
+	for _, m := range l.s.Mailboxes {
+		if m.Auth.DMARC {
+			return
+		}
+	}
+	for key, d := range set.DMARCFail {
+		if d != authres.Deliver {
+			l.warn(Problem{Path: "rules.dmarc_fail", File: l.File, Msg: fmt.Sprintf("%q asks to %s mail that fails DMARC, but DMARC is not checked (auth: {dmarc: true} turns it on)", key, d)})
+			return
+		}
 	}
 }
 

@@ -105,3 +105,26 @@ func TestAuthBadInput(t *testing.T) {
 		})
 	}
 }
+
+// A dmarc_fail: that can never act (DMARC checked nowhere) is a warning.
+func TestDMARCFailWithoutDMARC(t *testing.T) {
+	rules := "rules:\n  default: {type: maildir, value: /var/mail/vmail/me/Maildir}\n  dmarc_fail: {me: refuse}\n"
+	for _, tc := range []struct {
+		name, yaml string
+		warn       bool
+	}{
+		{"dmarc off", rules, true},
+		{"dmarc on", rules + "auth: {dmarc: true}\n", false},
+		{"dmarc on for one mailbox", "    auth: {dmarc: true}\n" + rules, false},
+		{"deliver only", strings.Replace(rules, "refuse", "deliver", 1), false},
+	} {
+		s, err := Load("quietmx.yaml", []byte(authHead+tc.yaml), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got := strings.Contains(strings.Join(s.Warnings, "\n"), "DMARC is not checked")
+		if got != tc.warn {
+			t.Errorf("%s: warning %v, want %v: %q", tc.name, got, tc.warn, s.Warnings)
+		}
+	}
+}
