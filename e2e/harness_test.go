@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +68,8 @@ type Options struct {
 	Tmpfs    map[string]string
 	Network  string
 	Hostname string
-	SpecDir  string // reuse a spec directory (restarts)
+	SpecDir  string       // reuse a spec directory (restarts)
+	DNS      []netip.Addr // the container's DNS servers (e.g. the suite's TestDNS); Docker's when empty
 }
 
 // Appliance is a running container.
@@ -124,6 +126,7 @@ func Start(t *testing.T, o Options) *Appliance {
 		HostConfigModifier: func(hc *container.HostConfig) {
 			hc.CapDrop = []string{"ALL"}
 			hc.CapAdd = capAdd
+			hc.DNS = o.DNS
 			hc.Binds = append(hc.Binds, dir+":/etc/quietmx/appliance:ro")
 			for vol, target := range o.Volumes {
 				hc.Binds = append(hc.Binds, vol+":"+target)
