@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 
-	"quietmx/internal/authres"
 	"quietmx/internal/check"
 	"quietmx/internal/delivery"
 	"quietmx/internal/explain"
@@ -112,14 +111,10 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	var verdict *authres.Verdict
-	if *auth != "" {
-		v, err := authres.ParseVerdict(*auth)
-		if err != nil {
-			fmt.Fprintf(stderr, "%s: --auth: %v\n", "altpostlocal explain", err)
-			return 2
-		}
-		verdict = &v
+	verdict, err := explain.ParseAuth(*auth)
+	if err != nil {
+		fmt.Fprintf(stderr, "altpostlocal explain: %v\n", err)
+		return 2
 	}
 	path := rulesPath(*config)
 	// The same loader as delivery: a broken file explains with the last

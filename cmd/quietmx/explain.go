@@ -6,7 +6,6 @@ import (
 	"io"
 	"path/filepath"
 
-	"quietmx/internal/authres"
 	"quietmx/internal/explain"
 	"quietmx/internal/render"
 	"quietmx/internal/rules"
@@ -35,14 +34,10 @@ func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	var verdict *authres.Verdict
-	if *auth != "" {
-		v, err := authres.ParseVerdict(*auth)
-		if err != nil {
-			fmt.Fprintf(stderr, "%s: --auth: %v\n", "quietmx explain", err)
-			return 2
-		}
-		verdict = &v
+	verdict, err := explain.ParseAuth(*auth)
+	if err != nil {
+		fmt.Fprintf(stderr, "quietmx explain: %v\n", err)
+		return 2
 	}
 	var set *rules.Set
 	stale := ""
@@ -64,7 +59,6 @@ func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	for i := range reports {
 		reports[i].Stale = stale
 	}
-	var err error
 	if *asJSON {
 		err = explain.JSON(stdout, reports)
 	} else {

@@ -75,6 +75,19 @@ func Explain(set *rules.Set, sender string, addresses []string, sendmail, forwar
 	return ExplainAuth(set, sender, addresses, sendmail, forwardFlag, nil)
 }
 
+// ParseAuth reads an --auth flag: nil for "", else authres.ParseVerdict's
+// verdict.
+func ParseAuth(flag string) (*authres.Verdict, error) {
+	if flag == "" {
+		return nil, nil
+	}
+	v, err := authres.ParseVerdict(flag)
+	if err != nil {
+		return nil, fmt.Errorf("--auth: %w", err)
+	}
+	return &v, nil
+}
+
 // ExplainAuth is Explain for a message with verdict v (nil: none, as
 // Explain): each report says what the address's dmarc_fail: does with it,
 // and its actions are the ones delivery then runs (maildirs into Junk).
