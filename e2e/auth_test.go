@@ -34,7 +34,7 @@ type authAppliance struct {
 	good, bare, strict SenderDomain
 }
 
-func startAuth(t *testing.T) *authAppliance {
+func startAuth(t *testing.T, delivery string) *authAppliance {
 	t.Helper()
 	ctx := context.Background()
 	nw, err := network.New(ctx)
@@ -64,6 +64,7 @@ rules:
     me: refuse
     junky: junk
 `
+	spec += "delivery: " + delivery + "\n"
 	aa.Appliance = Start(t, Options{Spec: spec, Files: specFiles(), Network: nw.Name, DNS: []netip.Addr{netip.MustParseAddr(aa.dns.IP)}})
 	return aa
 }
@@ -119,8 +120,13 @@ func authMessage(from, to, subject string) []byte {
 
 // TestAuth sends real mail over SMTP to an appliance whose sender checks
 // ask the suite's authoritative DNS server.
-func TestAuth(t *testing.T) {
-	a := startAuth(t)
+func TestAuth(t *testing.T) { testAuth(t, "lmtp") }
+
+// testAuth is TestAuth in one delivery mode: the filter is the resident
+// agent's in both, and the Junk decision is delivery's (the daemon's under
+// lmtp, the pipe agent's -hostname under pipe).
+func testAuth(t *testing.T, delivery string) {
+	a := startAuth(t, delivery)
 	host := a.Hostname
 
 	t.Run("signed and SPF pass: spf, dkim, dmarc pass", func(t *testing.T) {
