@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +78,7 @@ type Options struct {
 	// Delivery is QUIETMX_DELIVERY ("": the spec's, else lmtp); see
 	// forEachDelivery.
 	Delivery string
+	DNS      []netip.Addr // the container's DNS servers (e.g. the suite's TestDNS); Docker's when empty
 }
 
 // hostLimits lift port 25's per-client limits for the host's one address.
@@ -161,6 +163,7 @@ func Start(t *testing.T, o Options) *Appliance {
 		HostConfigModifier: func(hc *container.HostConfig) {
 			hc.CapDrop = []string{"ALL"}
 			hc.CapAdd = capAdd
+			hc.DNS = o.DNS
 			hc.Binds = append(hc.Binds, dir+":/etc/quietmx/appliance:ro")
 			for vol, target := range o.Volumes {
 				hc.Binds = append(hc.Binds, vol+":"+target)

@@ -59,6 +59,7 @@ func serve(args []string, stderr io.Writer) int {
 	drain := fs.Duration("drain", 20*time.Second, "at stop, how long messages in progress may still run")
 	sendmail := fs.String("sendmail", "/usr/sbin/sendmail", "Postfix sendmail, for forward actions")
 	fwd := fs.String("forward-sender", "", "envelope sender for forwards (default: forward_sender in the rules, else postmaster@<recipient domain>)")
+	milterFlags := addMilterFlags(fs)
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "usage: altpostlocal serve [-c RULES] [-socket PATH] [-policy-socket PATH] [-log DEST] [-deadline D] [-max-size N]")
 		return 2
@@ -67,8 +68,9 @@ func serve(args []string, stderr io.Writer) int {
 	log, closeLog := maillog.Open(*logDest, nil)
 	defer closeLog()
 	live := rules.NewLive(delivery.RulesPath(*config, os.Getenv), logf)
+	auth := milterFlags.settings(live, logf)
 	srv := lmtp.New(lmtp.Config{
-		Delivery: delivery.Config{RulesPath: live.Path(), Sendmail: *sendmail, ForwardSender: *fwd, Rules: live},
+		Delivery: delivery.Config{RulesPath: live.Path(), Sendmail: *sendmail, ForwardSender: *fwd, Rules: live, Hostname: auth.Hostname},
 		Log:      log,
 		Logf:     logf,
 		MaxSize:  *maxSize,
@@ -88,6 +90,10 @@ func serve(args []string, stderr io.Writer) int {
 			logf("%v", err)
 			return 2
 		}
+	}
+	if err := milterFlags.start(ctx, auth, live, log, logf); err != nil {
+		logf("%v", err)
+		return 2
 	}
 	if *socket != "" {
 		l, err := lmtp.Listen(*socket)

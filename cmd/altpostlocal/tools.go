@@ -97,10 +97,11 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	config := fs.String("c", "", "rule file (default $ALTPOSTLOCAL_CONFIG, else "+delivery.DefaultRules+")")
 	sender := fs.String("f", "", "envelope sender to show in ${sender}")
 	asJSON := fs.Bool("json", false, "print JSON")
+	auth := fs.String("auth", "", "a sender-authentication verdict, e.g. dmarc=fail or \"spf=pass, dmarc=fail policy.dmarc=quarantine\": show what dmarc_fail: does with it")
 	sendmail := fs.String("sendmail", "/usr/sbin/sendmail", "sendmail path, as delivery uses it")
 	fwd := fs.String("forward-sender", "", "envelope sender for forwards, as delivery uses it")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: altpostlocal explain [-c RULES] [-f SENDER] [--json] ADDRESS...")
+		fmt.Fprintln(stderr, "usage: altpostlocal explain [-c RULES] [-f SENDER] [--auth VERDICT] [--json] ADDRESS...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -108,6 +109,11 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
+		return 2
+	}
+	verdict, err := explain.ParseAuth(*auth)
+	if err != nil {
+		fmt.Fprintf(stderr, "altpostlocal explain: %v\n", err)
 		return 2
 	}
 	path := rulesPath(*config)
@@ -118,7 +124,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "altpostlocal explain: %v\n", err)
 		return 1
 	}
-	reports := explain.Explain(loaded.Set, *sender, fs.Args(), *sendmail, *fwd)
+	reports := explain.ExplainAuth(loaded.Set, *sender, fs.Args(), *sendmail, *fwd, verdict)
 	for i := range reports {
 		reports[i].Stale = loaded.Reason
 		if reports[i].Sender == "" {

@@ -22,8 +22,9 @@ func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	config := fs.String("c", filepath.Join(render.DefaultLive, render.RulesFile), "the rule file")
 	sender := fs.String("f", "", "envelope sender to show in ${sender}")
 	asJSON := fs.Bool("json", false, "print JSON")
+	auth := fs.String("auth", "", "a sender-authentication verdict, e.g. dmarc=fail or \"spf=pass, dmarc=fail policy.dmarc=quarantine\": show what dmarc_fail: does with it")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: quietmx explain [--spec FILE | -c RULES] [-f SENDER] [--json] ADDRESS...")
+		fmt.Fprintln(stderr, "usage: quietmx explain [--spec FILE | -c RULES] [-f SENDER] [--auth VERDICT] [--json] ADDRESS...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -31,6 +32,11 @@ func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
+		return 2
+	}
+	verdict, err := explain.ParseAuth(*auth)
+	if err != nil {
+		fmt.Fprintf(stderr, "quietmx explain: %v\n", err)
 		return 2
 	}
 	var set *rules.Set
@@ -49,11 +55,10 @@ func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		set, stale = loaded.Set, loaded.Reason
 	}
-	reports := explain.Explain(set, *sender, fs.Args(), "/usr/sbin/sendmail", "")
+	reports := explain.ExplainAuth(set, *sender, fs.Args(), "/usr/sbin/sendmail", "", verdict)
 	for i := range reports {
 		reports[i].Stale = stale
 	}
-	var err error
 	if *asJSON {
 		err = explain.JSON(stdout, reports)
 	} else {

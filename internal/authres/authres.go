@@ -140,6 +140,7 @@ func (c Checker) Check(ctx context.Context, env Envelope, msg []byte, m Methods)
 	if res == nil {
 		res = net.DefaultResolver
 	}
+	res = absolute{res}
 	var r Report
 	spfRes, spfDomain := checkSPF(ctx, res, env)
 	r.Verdict.SPF = spfRes.Value
@@ -161,6 +162,35 @@ func (c Checker) Check(ctx context.Context, env Envelope, msg []byte, m Methods)
 		r.results = append(r.results, d.result())
 	}
 	return r
+}
+
+// absolute asks every name as a fully qualified one (a trailing dot):
+// the names the checks look up are whole domain names, and a resolver
+// that tries the system's search domains after "no such name"
+// (_dmarc.example.com.corp.example) would report that second name's
+// answer instead, a refusal turning "no DMARC record" into permerror.
+type absolute struct{ Resolver }
+
+func fqdn(name string) string {
+	if strings.HasSuffix(name, ".") {
+		return name
+	}
+	return name + "."
+}
+
+func (a absolute) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	return a.Resolver.LookupTXT(ctx, fqdn(name))
+}
+
+func (a absolute) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	return a.Resolver.LookupMX(ctx, fqdn(name))
+}
+
+func (a absolute) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	if net.ParseIP(host) != nil {
+		return a.Resolver.LookupIPAddr(ctx, host)
+	}
+	return a.Resolver.LookupIPAddr(ctx, fqdn(host))
 }
 
 // checkSPF evaluates the MAIL FROM identity, or postmaster@HELO for the

@@ -324,3 +324,31 @@ func FuzzParseField(f *testing.F) {
 		_, _ = ParseVerdict(s)
 	})
 }
+
+// recording is a StaticResolver that remembers the names asked.
+type recording struct {
+	StaticResolver
+	names []string
+}
+
+func (r *recording) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	r.names = append(r.names, name)
+	return r.StaticResolver.LookupTXT(ctx, name)
+}
+
+// Every name is asked fully qualified: a resolver must not try the
+// system's search domains after "no such name" (an e2e run found
+// "no DMARC record" turned into permerror by a refused search-domain name).
+func TestNamesAreAbsolute(t *testing.T) {
+	r := &recording{StaticResolver: StaticResolver{TXT: map[string][]string{"example.test": {"v=spf1 -all"}}}}
+	Checker{Resolver: r}.Check(context.Background(), Envelope{ClientIP: net.ParseIP("192.0.2.9"), MailFrom: "a@example.test"},
+		[]byte("From: a@example.test\r\n\r\nhi\r\n"), Methods{DKIM: true, DMARC: true})
+	if len(r.names) == 0 {
+		t.Fatal("no TXT lookup")
+	}
+	for _, n := range r.names {
+		if !strings.HasSuffix(n, ".") {
+			t.Errorf("asked %q, not fully qualified", n)
+		}
+	}
+}

@@ -72,6 +72,7 @@ func ParseCall(args []string, getenv func(string) string) Call {
 	fs.BoolVar(&c.Verbose, "v", false, "also print the delivery line on stderr")
 	fs.DurationVar(&c.Deadline, "deadline", DefaultDeadline, "whole-run deadline; past it, kill children and defer")
 	fs.StringVar(&c.Sendmail, "sendmail", "/usr/sbin/sendmail", "Postfix sendmail, for forward actions")
+	fs.StringVar(&c.Hostname, "hostname", "", "the appliance's host name: its own Authentication-Results verdict is read (dmarc_fail: junk)")
 	fs.StringVar(&c.ForwardSender, "forward-sender", "", "envelope sender for forwards (default: forward_sender in the rules, else postmaster@<recipient domain>)")
 	if err := fs.Parse(args); err != nil {
 		c.Err = fmt.Errorf("bad command line %q: %w", args, err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"quietmx/internal/action"
+	"quietmx/internal/authres"
 	"quietmx/internal/dump"
 	"quietmx/internal/maildir"
 	"quietmx/internal/message"
@@ -69,6 +70,9 @@ type Config struct {
 	// Rules, when set, supplies the rules instead of loading RulesPath on
 	// every run: a long-running process keeps them loaded (rules.Live).
 	Rules *rules.Live
+	// Hostname is the appliance's host name, the authserv-id of the
+	// Authentication-Results field its milter writes; "" reads no verdict.
+	Hostname string
 }
 
 // loadRules is the one place a run gets its rules.
@@ -107,6 +111,7 @@ type Record struct {
 	Error         string
 	RescueFile    string // the rescue copy, when Outcome is Rescued
 	Detail        string // why there was no rescue copy
+	Auth          string // what a DMARC failure did, "dmarc:fail→junk"; "" when none
 }
 
 // Result is what a run did.
@@ -175,6 +180,9 @@ type runner struct {
 	cfg Config
 	set *rules.Set
 	req Request
+
+	verdict                 authres.Verdict // the appliance's own, read once (auth.go)
+	verdictRead, hasVerdict bool
 }
 
 func (r *runner) run(res *Result) {
@@ -232,15 +240,22 @@ func (r *runner) recipient(rcpt string) (Record, error) {
 		Sender: r.req.Sender, Recipient: plan.Rewritten, Recipients: r.req.Recipients,
 		Message: r.req.Message, Sendmail: r.cfg.Sendmail, ForwardSender: action.ForwardSender(r.set.ForwardSender, r.cfg.ForwardSender, plan.Rewritten),
 	}
+	actions := plan.Actions
+	if disp, note := r.authFor(rcpt); note != "" {
+		rec.Auth = note
+		if disp == authres.Junk {
+			actions = IntoJunk(actions)
+		}
+	}
 	rec.Outcome = Dropped
-	for i, pl := range plan.Actions {
+	for i, pl := range actions {
 		if err := r.ctx.Err(); err != nil {
 			rec.Error = err.Error()
 			return rec, err
 		}
 		delivered, err := r.runPlanned(pl, d, &rec.Actions)
 		if err != nil {
-			for _, rest := range plan.Actions[i+1:] {
+			for _, rest := range actions[i+1:] {
 				rec.Actions = append(rec.Actions, ActionLog{Action: rest.Action.Summary(), Result: "skipped"})
 			}
 			rec.Error = err.Error()

@@ -9,7 +9,7 @@ import (
 
 // Log writes res as one line per recipient. The keys are an API (operators
 // and tests rely on them): queue_id sender recipient orig_recipient key
-// actions outcome exit duration_ms, and when set rules_stale error
+// actions outcome exit duration_ms, and when set auth rules_stale error
 // rescue_file detail. took is the whole call's duration so far.
 func Log(log *slog.Logger, res Result, took time.Duration) {
 	exit := ExitCode(res.Outcome)
@@ -35,6 +35,9 @@ func Log(log *slog.Logger, res Result, took time.Duration) {
 			slog.String("outcome", rec.Outcome.String()),
 			slog.Int("exit", exit),
 			slog.Int64("duration_ms", took.Milliseconds()),
+		}
+		if rec.Auth != "" {
+			attrs = append(attrs, slog.String("auth", rec.Auth))
 		}
 		if res.RulesStale != "" {
 			attrs = append(attrs, slog.String("rules_stale", "using the last valid rule file: "+res.RulesStale))

@@ -8,6 +8,7 @@
 package explain
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"strings"
 
 	"quietmx/internal/action"
+	"quietmx/internal/authres"
 	"quietmx/internal/delivery"
 	"quietmx/internal/route"
 	"quietmx/internal/rules"
@@ -38,6 +40,20 @@ type Report struct {
 	Refusal     string `json:"refusal,omitempty"`
 	RefusalKey  string `json:"refusal_key,omitempty"`
 	RefusalMode string `json:"refusal_mode,omitempty"`
+	// Auth is what a sender-authentication verdict (explain --auth) does
+	// for this address; Actions then show delivery under that verdict.
+	Auth *Auth `json:"auth,omitempty"`
+}
+
+// Auth is the owner's dmarc_fail: setting for an address and what it does
+// with one verdict: at the end of DATA (where a refusal is possible) and
+// at delivery (where it is not: Junk instead).
+type Auth struct {
+	Verdict    authres.Verdict     `json:"verdict"`
+	Setting    authres.Disposition `json:"dmarc_fail"`
+	Key        string              `json:"dmarc_fail_key,omitempty"` // "" when no key matched (deliver)
+	AtSMTP     authres.Disposition `json:"at_smtp"`
+	AtDelivery authres.Disposition `json:"at_delivery"`
 }
 
 // Step is one action as it would run.
@@ -56,10 +72,37 @@ type Step struct {
 // forwardFlag are the agent's -sendmail and -forward-sender, so forwards
 // show the exact command delivery would run.
 func Explain(set *rules.Set, sender string, addresses []string, sendmail, forwardFlag string) []Report {
+	return ExplainAuth(set, sender, addresses, sendmail, forwardFlag, nil)
+}
+
+// ParseAuth reads an --auth flag: nil for "", else authres.ParseVerdict's
+// verdict.
+func ParseAuth(flag string) (*authres.Verdict, error) {
+	if flag == "" {
+		return nil, nil
+	}
+	v, err := authres.ParseVerdict(flag)
+	if err != nil {
+		return nil, fmt.Errorf("--auth: %w", err)
+	}
+	return &v, nil
+}
+
+// ExplainAuth is Explain for a message with verdict v (nil: none, as
+// Explain): each report says what the address's dmarc_fail: does with it,
+// and its actions are the ones delivery then runs (maildirs into Junk).
+func ExplainAuth(set *rules.Set, sender string, addresses []string, sendmail, forwardFlag string, v *authres.Verdict) []Report {
 	var out []Report
 	for _, addr := range addresses {
 		plan := route.Resolve(set, addr)
 		r := Report{Address: addr, Sender: sender, Recipient: plan.Rewritten, Steps: plan.Steps, Key: plan.Key}
+		if v != nil {
+			setting, key := route.DMARCFail(set, addr)
+			r.Auth = &Auth{Verdict: *v, Setting: setting, Key: key, AtSMTP: setting.Apply(*v), AtDelivery: setting.AtDelivery(*v)}
+			if r.Auth.AtDelivery == authres.Junk {
+				plan.Actions = delivery.IntoJunk(plan.Actions)
+			}
+		}
 		d := &action.Delivery{Sender: sender, Recipient: plan.Rewritten, Sendmail: sendmail, ForwardSender: action.ForwardSender(set.ForwardSender, forwardFlag, plan.Rewritten)}
 		if rcpt := route.AtRCPT(set, addr); rcpt.Refusal != nil {
 			r.Refusal, r.RefusalKey, r.RefusalMode = rcpt.RejectReply(), rcpt.Refusal.Key, set.RejectMode
@@ -147,6 +190,9 @@ func Text(w io.Writer, reports []Report) error {
 		if r.Key != "" {
 			fmt.Fprintf(&b, "  matched: %s\n", r.Key)
 		}
+		if r.Auth != nil {
+			writeAuth(&b, r.Auth)
+		}
 		if r.Error != "" {
 			fmt.Fprintf(&b, "  ERROR: %s\n  then: %s\n", r.Error, r.OnError)
 		}
@@ -162,6 +208,29 @@ func Text(w io.Writer, reports []Report) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func writeAuth(b *strings.Builder, a *Auth) {
+	v := a.Verdict
+	fmt.Fprintf(b, "  verdict: spf=%s dkim=%s dmarc=%s", cmp.Or(string(v.SPF), "-"), cmp.Or(string(v.DKIM), "-"), cmp.Or(string(v.DMARC), "-"))
+	if v.Policy != "" {
+		fmt.Fprintf(b, " (the domain's policy: p=%s)", v.Policy)
+	}
+	b.WriteString("\n")
+	if a.Key != "" {
+		fmt.Fprintf(b, "  dmarc_fail: %s (key %q)\n", a.Setting, a.Key)
+	} else {
+		fmt.Fprintf(b, "  dmarc_fail: no key matches: deliver as usual\n")
+	}
+	switch {
+	case a.AtSMTP == authres.Refuse:
+		b.WriteString("  → refused at the end of DATA (550 5.7.1), nothing accepted or queued, when DMARC is checked for this address (auth: dmarc) and every recipient of the message asked to refuse;\n")
+		b.WriteString("    otherwise (accepted with another recipient): delivered into Junk\n")
+	case a.AtDelivery == authres.Junk:
+		b.WriteString("  → delivered into Junk\n")
+	default:
+		b.WriteString("  → delivered as usual (the verdict is only written in Authentication-Results)\n")
+	}
 }
 
 func writeStep(b *strings.Builder, n string, s Step, indent string) {

@@ -33,6 +33,7 @@ package render
 import (
 	"bytes"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,8 +48,10 @@ import (
 	"time"
 
 	"quietmx/internal/atomicfile"
+	"quietmx/internal/authres"
 	"quietmx/internal/delivery"
 	"quietmx/internal/loginguard"
+	"quietmx/internal/milter"
 	"quietmx/internal/passwd"
 	"quietmx/internal/policy"
 	"quietmx/internal/rules"
@@ -82,6 +85,7 @@ const (
 	DovecotConf = "dovecot/dovecot.conf"
 	PasswdFile  = "dovecot/passwd"
 	RulesFile   = "altpostlocal/altpostlocal.yaml"
+	AuthFile    = "altpostlocal/" + milter.SettingsFile // beside RulesFile, where the daemon looks
 	CertbotINI  = "certbot/cli.ini"
 	DeployHook  = "certbot/deploy-hook"
 	CertbotBin  = "certbot/certbot" // the wrapper /usr/local/bin/certbot links to
@@ -229,6 +233,11 @@ func Files(s *spec.Spec, o Options) ([]File, error) {
 		}
 		files = append(files, File{Path: SASLPasswd, Data: data, Mode: 0o600})
 	}
+	auth, err := authSettings(s)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	files = append(files, File{Path: AuthFile, Data: auth, Mode: 0o644})
 	tmpl(DovecotConf, "dovecot.conf.tmpl", 0o644)
 	pw, err := passwdFile(s, o)
 	if err != nil {
@@ -253,6 +262,25 @@ func Files(s *spec.Spec, o Options) ([]File, error) {
 	return files, nil
 }
 
+// authSettings is the mail filter's settings file: the host name and the
+// spec's auth: switches, appliance-wide and per mailbox (by Maildir).
+func authSettings(s *spec.Spec) ([]byte, error) {
+	set := milter.Settings{Hostname: s.Hostname, Default: s.Auth}
+	for _, m := range s.Mailboxes {
+		if m.Auth != s.Auth {
+			if set.Maildirs == nil {
+				set.Maildirs = map[string]authres.Methods{}
+			}
+			set.Maildirs[m.Maildir] = m.Auth
+		}
+	}
+	data, err := json.MarshalIndent(set, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", AuthFile, err)
+	}
+	return append(data, '\n'), nil
+}
+
 // data is what the templates see.
 type data struct {
 	Spec          *spec.Spec
@@ -266,6 +294,7 @@ type data struct {
 	TimeLimit     string
 	AgentSocket   string
 	PolicySocket  string
+	MilterSocket  string
 	PostfixDir    string
 	DovecotConf   string
 	PasswdFile    string
@@ -308,6 +337,7 @@ func newData(s *spec.Spec, o Options) *data {
 		TimeLimit:     AgentTimeLimit,
 		AgentSocket:   delivery.DefaultSocket,
 		PolicySocket:  policy.DefaultSocket,
+		MilterSocket:  milter.DefaultSocket,
 		PostfixDir:    live("postfix"),
 		DovecotConf:   live(DovecotConf),
 		PasswdFile:    live(PasswdFile),

@@ -557,6 +557,7 @@ func TestDiffReloads(t *testing.T) {
 			[]string{RulesFile, RulesFile + ".compiled", RulesFile + ".last-valid", PasswdFile}, false, false},
 		{"certbot", map[string]string{"QUIETMX_TLS_MODE": "certbot", "QUIETMX_CERTBOT_EMAIL": "me@example.com"},
 			[]string{CertbotBin, CertbotINI, DeployHook}, false, false},
+		{"auth", map[string]string{"QUIETMX_AUTH_DMARC": "true"}, []string{AuthFile}, false, false},
 	} {
 		out := renderTo(strings.ReplaceAll(tc.name, " ", "-"), tc.env)
 		changed, err := Diff(base, out)
@@ -572,8 +573,8 @@ func TestDiffReloads(t *testing.T) {
 	}
 	// A tree that never existed counts as empty.
 	changed, err := Diff(filepath.Join(dir, "nowhere"), base)
-	if err != nil || len(changed) != 7 {
-		t.Errorf("Diff(missing, base) = %q, %v; want all 7 files", changed, err)
+	if err != nil || len(changed) != 8 {
+		t.Errorf("Diff(missing, base) = %q, %v; want all 8 files", changed, err)
 	}
 }
 

@@ -178,41 +178,46 @@ func lookup(set *rules.Set, address string, st stage, steps *[]Step, passed *boo
 		}
 		return e
 	}
-	addr := strings.ToLower(address)
-	if e := try(addr+"=", "exact address only (addr=)"); e != nil {
-		return e, addr + "="
-	}
-	if e := try(addr, "whole address"); e != nil {
-		return e, addr
-	}
-	user, domain, hasDomain := strings.Cut(addr, "@")
-	if !hasDomain {
-		// A bare user (no domain) only matches name@. and then default.
-		if e := try(addr+"@.", "bare user without a domain (name@.)"); e != nil {
-			return e, addr + "@."
+	for key, why := range keys(set.Extension, address) {
+		if e := try(key, why); e != nil {
+			return e, key
 		}
-		return useDefault(set, st, steps, passed)
-	}
-	for short := range Shortenings(set.Extension, user) {
-		k := short + "@" + domain
-		if e := try(k, "extension shortened"); e != nil {
-			return e, k
-		}
-	}
-	if user != "" {
-		if e := try(user, "local part in every domain"); e != nil {
-			return e, user
-		}
-		for short := range Shortenings(set.Extension, user) {
-			if e := try(short, "local part in every domain, extension shortened"); e != nil {
-				return e, short
-			}
-		}
-	}
-	if e := try("@"+domain, "domain catch-all"); e != nil {
-		return e, "@" + domain
 	}
 	return useDefault(set, st, steps, passed)
+}
+
+// keys yields the keys an address is looked up under, in the original's
+// order, default excluded: addr=, whole address, extension shortening,
+// local part in every domain (shortened too), @domain. A bare user (no
+// domain) only matches name@.
+func keys(ext *rules.Pattern, address string) func(yield func(key, why string) bool) {
+	return func(yield func(key, why string) bool) {
+		addr := strings.ToLower(address)
+		if !yield(addr+"=", "exact address only (addr=)") || !yield(addr, "whole address") {
+			return
+		}
+		user, domain, hasDomain := strings.Cut(addr, "@")
+		if !hasDomain {
+			yield(addr+"@.", "bare user without a domain (name@.)")
+			return
+		}
+		for short := range Shortenings(ext, user) {
+			if !yield(short+"@"+domain, "extension shortened") {
+				return
+			}
+		}
+		if user != "" {
+			if !yield(user, "local part in every domain") {
+				return
+			}
+			for short := range Shortenings(ext, user) {
+				if !yield(short, "local part in every domain, extension shortened") {
+					return
+				}
+			}
+		}
+		yield("@"+domain, "domain catch-all")
+	}
 }
 
 func useDefault(set *rules.Set, st stage, steps *[]Step, passed *bool) (*rules.Entry, string) {

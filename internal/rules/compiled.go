@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"quietmx/internal/atomicfile"
+	"quietmx/internal/authres"
 	"slices"
 	"sort"
 	"sync"
@@ -25,15 +26,16 @@ import (
 var compiledMagic = []byte("quietmx-rules-v2\n")
 
 type compiledHeader struct {
-	Extension     string    `json:"extension,omitempty"`
-	Rematch       []rematch `json:"rematch,omitempty"`
-	Default       *Entry    `json:"default,omitempty"`
-	Rescue        string    `json:"rescue,omitempty"`
-	RescueJSON    bool      `json:"rescue_json,omitempty"`
-	DieQuietly    bool      `json:"die_quietly,omitempty"`
-	ForwardSender string    `json:"forward_sender,omitempty"`
-	RejectMode    string    `json:"reject_mode,omitempty"`
-	Tests         []Test    `json:"tests,omitempty"`
+	Extension     string                         `json:"extension,omitempty"`
+	Rematch       []rematch                      `json:"rematch,omitempty"`
+	Default       *Entry                         `json:"default,omitempty"`
+	Rescue        string                         `json:"rescue,omitempty"`
+	RescueJSON    bool                           `json:"rescue_json,omitempty"`
+	DieQuietly    bool                           `json:"die_quietly,omitempty"`
+	ForwardSender string                         `json:"forward_sender,omitempty"`
+	RejectMode    string                         `json:"reject_mode,omitempty"`
+	Tests         []Test                         `json:"tests,omitempty"`
+	DMARCFail     map[string]authres.Disposition `json:"dmarc_fail,omitempty"`
 }
 
 type rematch struct {
@@ -59,7 +61,7 @@ func Compile(path string, data []byte) error {
 
 func encodeCompiled(set *Set, sum [32]byte) ([]byte, error) {
 	h := compiledHeader{Default: set.Default, Rescue: set.Rescue, RescueJSON: set.RescueJSON,
-		DieQuietly: set.DieQuietly, ForwardSender: set.ForwardSender, RejectMode: set.RejectMode, Tests: set.Tests}
+		DieQuietly: set.DieQuietly, ForwardSender: set.ForwardSender, RejectMode: set.RejectMode, Tests: set.Tests, DMARCFail: set.DMARCFail}
 	if set.Extension != nil {
 		h.Extension = set.Extension.Source
 	}
@@ -183,7 +185,7 @@ func readCompiled(path string, sum [32]byte) (*Set, error) {
 		}
 	}
 	set := &Set{Default: h.Default, Rescue: h.Rescue, RescueJSON: h.RescueJSON, DieQuietly: h.DieQuietly,
-		ForwardSender: h.ForwardSender, RejectMode: h.RejectMode, Tests: h.Tests, index: ix}
+		ForwardSender: h.ForwardSender, RejectMode: h.RejectMode, Tests: h.Tests, DMARCFail: h.DMARCFail, index: ix}
 	if !slices.Contains(rejectModes, set.RejectMode) {
 		// Absent: a form compiled before reject_mode existed, so refuse.
 		// Anything else is not ours.

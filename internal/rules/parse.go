@@ -45,7 +45,7 @@ var isNull = yamlconf.IsNull
 
 // topKeys are the rule file's keys. Other keys (anchors:, x-...) are
 // ignored, as in the original, unless they are a typo of one of these.
-var topKeys = []string{"extension", "extensions", "rematch", "aliases", "default", "rescue", "rescue_json", "die_quietly", "forward_sender", "reject_mode", "tests"}
+var topKeys = []string{"extension", "extensions", "rematch", "aliases", "default", "rescue", "rescue_json", "die_quietly", "forward_sender", "reject_mode", "tests", "dmarc_fail"}
 
 // rejectModes are reject_mode's values, the default first.
 var rejectModes = []string{RejectRefuse, RejectLog}
@@ -155,6 +155,8 @@ func (p *parser) parse(data []byte) *Set {
 			p.parseRejectMode(set, v)
 		case "tests":
 			p.parseTests(set, v)
+		case "dmarc_fail":
+			p.parseDMARCFail(set, v)
 		default:
 			// Other keys (e.g. anchors: holding YAML anchors) are ignored, as
 			// in the original; a near miss of a real key is a typo that would

@@ -26,6 +26,8 @@ package rules
 import (
 	"strings"
 	"time"
+
+	"quietmx/internal/authres"
 )
 
 // Action types, as in the original AltPostLocal.
@@ -73,6 +75,9 @@ type Set struct {
 	ForwardSender string // envelope sender for forward actions; "" = agent default
 	RejectMode    string // RejectRefuse or RejectLog; never "" after Parse
 	Tests         []Test
+	// DMARCFail is dmarc_fail: address key (as aliases:, plus default) →
+	// what a DMARC failure does; nil when unset (auth.go).
+	DMARCFail map[string]authres.Disposition
 
 	// index serves Alias for a Set loaded from its compiled form, whose
 	// entries are decoded only when looked up (Aliases is then nil).

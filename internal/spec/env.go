@@ -41,6 +41,7 @@ type envVars struct {
 	RelayPasswordFile    *string `env:"RELAY_PASSWORD_FILE"`
 	Delivery             *string `env:"DELIVERY"`
 	Protection           protectionEnv
+	Auth                 authEnv
 }
 
 // OtherEnv lists QUIETMX_ variables read by other parts of the appliance
@@ -107,6 +108,7 @@ func (l *loader) applyEnv() {
 	integer(e.RecipientsPerMessage, "limits.recipients_per_message", "RECIPIENTS_PER_MESSAGE", &l.s.Limits.RecipientsPerMessage)
 	str(e.Delivery, "delivery", "DELIVERY", &l.s.Delivery)
 	l.applyProtectionEnv(&e.Protection)
+	l.applyAuthEnv(&e.Auth)
 	integer(e.VmailUID, "vmail.uid", "VMAIL_UID", &l.s.Vmail.UID)
 	integer(e.VmailGID, "vmail.gid", "VMAIL_GID", &l.s.Vmail.GID)
 

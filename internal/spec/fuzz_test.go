@@ -24,6 +24,7 @@ func FuzzLoad(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(head + "rules:\n  x: &a [*a]\n"))
+	f.Add([]byte(head + "    auth: {dmarc: yes, arc: false}\nauth: {dkim: true}\n"))
 	f.Add([]byte("a: &a [*a, *a]\nb: *a\n<<: *a\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if strings.Contains(string(data), "/dev/") {

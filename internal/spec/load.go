@@ -55,6 +55,7 @@ func Load(file string, data []byte, environ map[string]string) (*Spec, error) {
 		}
 	}
 	l.applyEnv()
+	l.resolveAuth()
 	l.validate()
 	if l.Diags.HasErrors() {
 		return nil, l.errs()
@@ -99,9 +100,10 @@ type loader struct {
 	bad     map[string]bool // fields with a problem already: no follow-on problems
 	fatal   bool            // the YAML could not be read at all
 
-	rulesKey, rulesNode *yaml.Node // inline rules:, if any
-	rulesFile           string     // rules_file:, or QUIETMX_RULES_FILE
-	outbound            bool       // outbound: was given
+	rulesKey, rulesNode *yaml.Node    // inline rules:, if any
+	rulesFile           string        // rules_file:, or QUIETMX_RULES_FILE
+	outbound            bool          // outbound: was given
+	mailboxAuth         []mailboxAuth // mailboxes' auth:, read once the appliance's is known
 }
 
 // problem records a problem with field path, placed at the origin of the
@@ -207,6 +209,8 @@ func (l *loader) parseYAML() {
 			l.str(v, name, &l.s.Delivery)
 		case "protection":
 			l.parseProtection(v)
+		case "auth":
+			l.parseAuth(v)
 		default:
 			if strings.HasPrefix(name, "x-") {
 				continue // extension keys hold YAML anchors, as in compose files
@@ -217,9 +221,9 @@ func (l *loader) parseYAML() {
 }
 
 var (
-	topKeys      = []string{"hostname", "domains", "ipv6", "tls", "mailboxes", "rules", "rules_file", "limits", "vmail", "outbound", "delivery", "protection"}
+	topKeys      = []string{"hostname", "domains", "ipv6", "tls", "mailboxes", "rules", "rules_file", "limits", "vmail", "outbound", "delivery", "protection", "auth"}
 	tlsKeys      = []string{"mode", "email", "staging", "server", "ca_file", "cert", "key"}
-	mailboxKeys  = []string{"login", "password_hash", "password_file", "maildir"}
+	mailboxKeys  = []string{"login", "password_hash", "password_file", "maildir", "auth"}
 	limitsKeys   = []string{"message_size", "recipients_per_message"}
 	vmailKeys    = []string{"uid", "gid"}
 	outboundKeys = []string{"relayhost", "username", "password_file"}
@@ -407,6 +411,8 @@ func (l *loader) parseMailboxes(n *yaml.Node) {
 				l.str(v, fp, &m.PasswordFile)
 			case "maildir":
 				l.str(v, fp, &m.Maildir)
+			case "auth":
+				l.mailboxAuth = append(l.mailboxAuth, mailboxAuth{len(l.s.Mailboxes), kv.Val})
 			case "password":
 				l.problemAt(kv.Key, fp, "a plaintext password is never accepted in the spec: use password_file (a secret file) or password_hash (quietmx passwd makes one)")
 			default:

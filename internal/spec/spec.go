@@ -31,6 +31,7 @@ import (
 	"path"
 	"strings"
 
+	"quietmx/internal/authres"
 	"quietmx/internal/rules"
 )
 
@@ -90,6 +91,9 @@ type Spec struct {
 	Warnings []string // one line each, as problems are formatted
 
 	Protection Protection // what port 25 and IMAPS check (protection.go)
+	// Auth are the sender checks that read the message (DKIM, DMARC),
+	// appliance-wide; SPF always runs (auth.go).
+	Auth authres.Methods
 }
 
 // TLS says where the certificate comes from.
@@ -105,10 +109,11 @@ type TLS struct {
 
 // Mailbox is one IMAP user.
 type Mailbox struct {
-	Login        string // lower case; the IMAP user name
-	PasswordHash string // a Dovecot {SCHEME} hash, or ""
-	PasswordFile string // absolute path of a secret holding the password, or ""
-	Maildir      string // absolute, below MailRoot
+	Login        string          // lower case; the IMAP user name
+	PasswordHash string          // a Dovecot {SCHEME} hash, or ""
+	PasswordFile string          // absolute path of a secret holding the password, or ""
+	Maildir      string          // absolute, below MailRoot
+	Auth         authres.Methods // the spec's auth:, overridden by the mailbox's own
 }
 
 // Home is the user's Dovecot home: the directory holding the Maildir.

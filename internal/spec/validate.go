@@ -27,6 +27,7 @@ func (l *loader) validate() {
 	l.validateDelivery()
 	l.validateProtection()
 	l.loadRules()
+	l.warnDMARCFail()
 }
 
 func (l *loader) validateHost() {
