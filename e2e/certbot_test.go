@@ -136,18 +136,7 @@ func StartPebble(t *testing.T, netName string, blocklist ...string) *Pebble {
 		Mounts:         testcontainers.Mounts(testcontainers.BindMount(dir, "/pebble")),
 		WaitingFor:     wait.ForLog("Listening on: 0.0.0.0:14000").WithStartupTimeout(30 * time.Second),
 	}
-	c, err := testcontainers.GenericContainer(context.Background(), testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
-	if c != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				dumpLogs(t, c)
-			}
-			_ = c.Terminate(context.Background())
-		})
-	}
-	if err != nil {
-		t.Fatalf("start pebble: %v", err)
-	}
+	c := startContainer(t, req, "pebble")
 	host, _ := c.Host(context.Background())
 	port, err := c.MappedPort(context.Background(), "15000/tcp")
 	if err != nil {
