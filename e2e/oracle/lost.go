@@ -73,7 +73,8 @@ func ByMessageID(msgs [][]byte) map[string][][]byte {
 // Intact reports whether got (as read over IMAP) is the sent message
 // complete and alone: it ends with exactly the bytes sent, and what comes
 // before them is only trace header fields (Return-Path, Delivered-To,
-// Received...: Postfix and the agent prepend them), not a part of another
+// Received, Authentication-Results...: Postfix, the sender checks and the
+// agent prepend them), not a part of another
 // message.
 func Intact(got, sent []byte) bool {
 	if !bytes.HasSuffix(got, sent) {
@@ -93,4 +94,4 @@ func Intact(got, sent []byte) bool {
 
 // traceLine is a header field line a trace header may have: a field name
 // such as Return-Path:, or a folded continuation.
-var traceLine = regexp.MustCompile(`^(?:(?i:return-path|delivered-to|received|x-original-to):|[ \t])[^\r\n]*\r\n$`)
+var traceLine = regexp.MustCompile(`^(?:(?i:return-path|delivered-to|received|x-original-to|authentication-results):|[ \t])[^\r\n]*\r\n$`)

@@ -8,7 +8,7 @@ import (
 func TestLost(t *testing.T) {
 	a := []byte("Message-ID: <a@e2e>\r\nSubject: a\r\n\r\nbody a\r\n")
 	b := []byte("Message-ID: <b@e2e>\r\nSubject: b\r\n\r\nbody b\r\n")
-	trace := "Return-Path: <s@outside.example>\r\nDelivered-To: me@e2e.example\r\nReceived: from client\r\n\tby mail.e2e.example\r\n"
+	trace := "Return-Path: <s@outside.example>\r\nDelivered-To: me@e2e.example\r\nAuthentication-Results: mail.e2e.example;\r\n\tspf=none smtp.mailfrom=s@outside.example\r\nReceived: from client\r\n\tby mail.e2e.example\r\n"
 	delivered := func(m []byte) []byte { return append([]byte(trace), m...) }
 	sent := map[string][]byte{"<a@e2e>": a, "<b@e2e>": b}
 	for _, tc := range []struct {
