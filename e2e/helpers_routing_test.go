@@ -129,11 +129,12 @@ func (a *Appliance) waitLogMatch(re *regexp.Regexp, within time.Duration) []stri
 
 // trace is what the appliance prepends to a message it delivers: the
 // agent's Return-Path and Delivered-To lines, then Postfix's Received:
-// header; Body is everything after them, which must be exactly the bytes
-// the client sent.
+// header and the sender checks' Authentication-Results (in the order the
+// milter placed it); Body is everything after them, which must be exactly
+// the bytes the client sent.
 type trace struct {
-	ReturnPath, DeliveredTo, Received string
-	Body                              []byte
+	ReturnPath, DeliveredTo, Received, AuthResults string
+	Body                                           []byte
 }
 
 // splitTrace cuts a message as read over IMAP (CRLF line ends) into its
@@ -157,15 +158,29 @@ func splitTrace(t *testing.T, msg []byte) trace {
 	if !ok1 || !ok2 {
 		t.Fatalf("delivered message does not start with Return-Path and Delivered-To:\n%s", head(msg))
 	}
-	if !bytes.HasPrefix(msg, []byte("Received: ")) {
+	// One Received: and at most one Authentication-Results:, each with its
+	// folded lines.
+	field := func() string {
+		f := []string{line()}
+		for len(msg) > 0 && (msg[0] == ' ' || msg[0] == '\t') {
+			f = append(f, line())
+		}
+		return strings.Join(f, "\r\n")
+	}
+	for {
+		switch {
+		case tr.Received == "" && bytes.HasPrefix(msg, []byte("Received: ")):
+			tr.Received = field()
+			continue
+		case tr.AuthResults == "" && bytes.HasPrefix(msg, []byte("Authentication-Results: ")):
+			tr.AuthResults = field()
+			continue
+		}
+		break
+	}
+	if tr.Received == "" {
 		t.Fatalf("no Received: header after the agent's trace lines:\n%s", head(msg))
 	}
-	var rec []string
-	rec = append(rec, line())
-	for len(msg) > 0 && (msg[0] == ' ' || msg[0] == '\t') {
-		rec = append(rec, line())
-	}
-	tr.Received = strings.Join(rec, "\r\n")
 	tr.Body = msg
 	return tr
 }
