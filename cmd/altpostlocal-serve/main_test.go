@@ -6,8 +6,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,23 +16,6 @@ import (
 
 	"quietmx/internal/rules"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // serve answers LMTP with the rules, delivers, logs the line to -log, and
 // exits 0 on SIGTERM.
@@ -43,7 +26,7 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	socket, logFile := filepath.Join(dir, "lmtp"), filepath.Join(dir, "agent.log")
-	var stderr syncBuf
+	var stderr maillogtest.Buffer
 	exited := make(chan int, 1)
 	go func() { exited <- serve([]string{"-c", rulesFile, "-socket", socket, "-log", logFile}, &stderr) }()
 

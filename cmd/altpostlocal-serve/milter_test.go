@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,7 +36,7 @@ func TestServeMilter(t *testing.T) {
 				t.Fatal(err)
 			}
 			socket, msock := filepath.Join(dir, "lmtp"), filepath.Join(dir, "milter")
-			var stderr syncBuf
+			var stderr maillogtest.Buffer
 			exited := make(chan int, 1)
 			go func() {
 				exited <- serve([]string{"-c", rulesFile, "-socket", socket, "-milter-socket", msock, "-log", filepath.Join(dir, "log")}, &stderr)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"strings"
 	"testing"
 
@@ -23,7 +24,7 @@ func TestServePolicyOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	lmtpSocket, policySocket, logFile := filepath.Join(dir, "lmtp"), filepath.Join(dir, "policy"), filepath.Join(dir, "agent.log")
-	var stderr syncBuf
+	var stderr maillogtest.Buffer
 	exited := make(chan int, 1)
 	go func() {
 		exited <- serve([]string{"-c", rulesFile, "-socket", "", "-policy-socket", policySocket, "-log", logFile}, &stderr)

@@ -2,7 +2,6 @@ package lmtp
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"strings"
 	"sync"
 	"testing"
@@ -28,31 +28,14 @@ const wireMsg = "Received: from c.example (c.example [192.0.2.1])\r\n\tby mx.exa
 // The same message as pipe(8) hands it to the agent.
 const pipeMsg = "Received: from c.example (c.example [192.0.2.1])\n\tby mx.example.com (Postfix) with ESMTP id 4XyZ12AbC\n\tfor <a@x>; Mon, 30 Nov 2026 06:00:00 +0000 (UTC)\nFrom: s@example.org\nSubject: hi\n\nbody \xe3\x81\x82 bare\rCR\n.leading dot\nend\n"
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type env struct {
 	t      testing.TB
 	dir    string
 	rules  string
 	socket string
 	srv    *Server
-	log    *lockedBuf // delivery lines
-	events *lockedBuf // daemon events
+	log    *maillogtest.Buffer // delivery lines
+	events *maillogtest.Buffer // daemon events
 	served chan error
 }
 
@@ -62,7 +45,7 @@ func start(t testing.TB, rulesSrc string, cfg Config) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, rules: filepath.Join(dir, "rules.yaml"), socket: filepath.Join(dir, "lmtp"),
-		log: &lockedBuf{}, events: &lockedBuf{}, served: make(chan error, 1)}
+		log: &maillogtest.Buffer{}, events: &maillogtest.Buffer{}, served: make(chan error, 1)}
 	if rulesSrc != "" {
 		e.install(rulesSrc)
 	}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"strings"
 	"sync"
 	"testing"
@@ -67,24 +68,7 @@ func signed(t testing.TB, msg string) string {
 type harness struct {
 	t    testing.TB
 	addr string
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *maillogtest.Buffer
 }
 
 func start(t testing.TB, cfg Config) *harness {
@@ -100,7 +84,7 @@ func start(t testing.TB, cfg Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &maillogtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, ln, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()

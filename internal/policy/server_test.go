@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,28 +42,10 @@ func mustParse(t testing.TB, src string) *rules.Set {
 	return set
 }
 
-// logBuffer collects log lines from many goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type fixture struct {
 	srv  *policy.Server
 	path string
-	log  *logBuffer
+	log  *maillogtest.Buffer
 	done chan error
 }
 
@@ -80,7 +63,7 @@ func start(t testing.TB, srv *policy.Server) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{srv: srv, path: path, log: &logBuffer{}, done: make(chan error, 1)}
+	f := &fixture{srv: srv, path: path, log: &maillogtest.Buffer{}, done: make(chan error, 1)}
 	if srv.Log == nil {
 		srv.Log = slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

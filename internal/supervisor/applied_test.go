@@ -3,6 +3,7 @@ package supervisor
 import (
 	"os"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"strings"
 	"testing"
 
@@ -21,9 +22,9 @@ func TestStartOnLastApplied(t *testing.T) {
 	writeTestCert(t, dir)
 	// container is one run of the appliance: a fresh config root (the
 	// writable layer), the same state volume.
-	container := func(name string) (*Supervisor, *syncBuffer) {
+	container := func(name string) (*Supervisor, *maillogtest.Buffer) {
 		os.RemoveAll(filepath.Join(dir, "etc"))
-		out := &syncBuffer{}
+		out := &maillogtest.Buffer{}
 		s := newSupervisor(Options{
 			SpecPath:   specPath,
 			Environ:    map[string]string{},
@@ -83,7 +84,7 @@ func TestStartOnLastApplied(t *testing.T) {
 	if err != nil || string(live) != string(appliedMain) {
 		t.Errorf("live main.cf is not the applied one (err %v)", err)
 	}
-	log := out.take()
+	log := out.Take()
 	for _, want := range []string{"DEGRADED: the spec on disk is invalid; running on the configuration applied", "hostname"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
@@ -98,13 +99,13 @@ func TestStartOnLastApplied(t *testing.T) {
 	s2.state = s2.snapshot()
 	writeSpec(broken + "# still\n")
 	s2.reconfigure("test")
-	if log := out.take(); !strings.Contains(log, "REJECTED") || !strings.Contains(log, "still DEGRADED") {
+	if log := out.Take(); !strings.Contains(log, "REJECTED") || !strings.Contains(log, "still DEGRADED") {
 		t.Errorf("log after a second invalid edit:\n%s", log)
 	}
 	// Fixed: applied, no longer degraded, and the fix is what is kept.
 	writeSpec(testSpec(dir, "example.com", testHash))
 	s2.reconfigure("test")
-	if log := out.take(); !strings.Contains(log, "applied: changed postfix/main.cf") || !strings.Contains(log, "no longer degraded") {
+	if log := out.Take(); !strings.Contains(log, "applied: changed postfix/main.cf") || !strings.Contains(log, "no longer degraded") {
 		t.Errorf("log after the fix:\n%s", log)
 	}
 	if got := health.ReadDegraded(s2.opt.StatusDir); got != "" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"reflect"
 	"strings"
 	"sync"
@@ -25,7 +26,7 @@ func TestStopDrainsFirst(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := &syncBuffer{}
+			out := &maillogtest.Buffer{}
 			fake := &fakeServices{drain: tt.report}
 			s := newSupervisor(Options{Out: out, StopGrace: 30 * time.Second})
 			s.svc = fake
@@ -38,7 +39,7 @@ func TestStopDrainsFirst(t *testing.T) {
 			if d := fake.deadline.Sub(t0); d < 25*time.Second || d > 25*time.Second+time.Second {
 				t.Errorf("drain deadline %v after the stop began, want 25s", d)
 			}
-			log := out.take()
+			log := out.Take()
 			for _, want := range []string{"terminated: draining: port 25 closed", tt.log, "stopping Postfix and Dovecot", "stopped after"} {
 				if !strings.Contains(log, want) {
 					t.Errorf("log lacks %q:\n%s", want, log)

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"net"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"strings"
 	"sync"
 	"testing"
@@ -42,7 +43,7 @@ func TestLogRelayPanicStopsSupervisor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer relay.close()
-	s := newSupervisor(Options{Out: &syncBuffer{}})
+	s := newSupervisor(Options{Out: &maillogtest.Buffer{}})
 	relay.start(s.fail)
 	c, err := net.Dial("unixgram", sock)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"reflect"
 	"strings"
 	"sync"
@@ -60,26 +61,6 @@ func (f *fakeServices) take() []Service {
 	return r
 }
 
-// syncBuffer is the container log of a test supervisor.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) take() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	s := w.b.String()
-	w.b.Reset()
-	return s
-}
-
 const testHash = "{SHA512-CRYPT}$6$4bAowgfggBr85FSu$A9PM3uNhN0WsrY.1PrmmOXAcMqW3gjS63YHaVA7YdERz3dpVx8kmTu1vJMvBdWoEzCuo6iCE9QfK8lA7Cido11"
 
 // testSpec is a valid spec in files TLS mode (no certbot, no state volume).
@@ -124,7 +105,7 @@ func TestReconfigure(t *testing.T) {
 	writeTestCert(t, dir)
 	writeSpec(testSpec(dir, "example.com", testHash))
 
-	out := &syncBuffer{}
+	out := &maillogtest.Buffer{}
 	fake := &fakeServices{reloadErr: map[Service]error{}}
 	s := newSupervisor(Options{
 		SpecPath:   specPath,
@@ -146,7 +127,7 @@ func TestReconfigure(t *testing.T) {
 		t.Fatalf("first render: %v", err)
 	}
 	s.state = s.snapshot()
-	out.take()
+	out.Take()
 
 	otherHash := "{SHA512-CRYPT}$6$rounds=5000$abcdefgh$" + strings.Repeat("x", 86)
 	steps := []struct {
@@ -206,7 +187,7 @@ func TestReconfigure(t *testing.T) {
 			if got := fake.take(); !reflect.DeepEqual(got, st.reloads) {
 				t.Errorf("reloads = %v, want %v", got, st.reloads)
 			}
-			log := out.take()
+			log := out.Take()
 			rest := log
 			for _, want := range st.logs {
 				i := strings.Index(rest, want)

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"os"
 	"path/filepath"
+	"quietmx/internal/maillog/maillogtest"
 	"strings"
 	"testing"
 
@@ -21,7 +22,7 @@ func TestCountRescued(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out := &syncBuffer{}
+	out := &maillogtest.Buffer{}
 	s := newSupervisor(Options{Out: out})
 	s.spec = &spec.Spec{Mailboxes: []spec.Mailbox{me}, Rules: spec.Rules{Set: &rules.Set{Rescue: rescue}}}
 	add := func(name string) {
@@ -47,7 +48,7 @@ func TestCountRescued(t *testing.T) {
 			add(f)
 		}
 		s.countRescued(st.first)
-		got := out.take()
+		got := out.Take()
 		if st.log == "" && got != "" || !strings.Contains(got, st.log) {
 			t.Errorf("%s: log %q, want %q", st.name, got, st.log)
 		}
